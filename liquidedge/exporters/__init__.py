@@ -1,0 +1,1 @@
+"""Exporters: IR graph -> target artefacts (ONNX, TFLite/LiteRT, Lava, host memory graph)."""

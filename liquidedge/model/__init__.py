@@ -1,0 +1,1 @@
+"""Torch modules for training only: the LTC perception, the Titans memory, the hybrid and training."""
