@@ -14,6 +14,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 # Each module defines `register(app: typer.Typer) -> None`.
 _COMMAND_MODULES = (
+    "data",
+    "serve",
 )
 
 for _name in _COMMAND_MODULES:

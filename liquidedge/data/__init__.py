@@ -1,0 +1,26 @@
+"""Event data for liquidedge: load and validate ticks, build bars, cut windows, features, targets.
+
+numpy only (pandas/pyarrow are imported inside the file loaders), so the edge side can use it.
+"""
+from liquidedge.data.bars import BAR_KINDS, Bars, StreamingBarBuilder, build_bars, read_bars, write_bars
+from liquidedge.data.features import FEATURE_NAMES, Normaliser, compute_features
+from liquidedge.data.pipeline import DataSpec, Dataset, build_dataset, split
+from liquidedge.data.sample import SampleDataMissingError, default_ticks_path, load_default_ticks
+from liquidedge.data.synthetic import DEFAULT_REGIMES, Regime, SyntheticMarket, generate_market
+from liquidedge.data.targets import bar_log_returns, ewma_logvol_forecast, future_targets
+from liquidedge.data.ticks import (ColumnMap, Events, RepairReport, load_events, save_events,
+                                   validate_events)
+from liquidedge.data.timeutil import parse_duration_ns, parse_time_ns
+from liquidedge.data.windows import StreamingWindower, WindowBatch, WindowSpec, make_windows
+
+__all__ = [
+    "BAR_KINDS", "Bars", "StreamingBarBuilder", "build_bars", "read_bars", "write_bars",
+    "FEATURE_NAMES", "Normaliser", "compute_features",
+    "DataSpec", "Dataset", "build_dataset", "split",
+    "SampleDataMissingError", "default_ticks_path", "load_default_ticks",
+    "DEFAULT_REGIMES", "Regime", "SyntheticMarket", "generate_market",
+    "bar_log_returns", "ewma_logvol_forecast", "future_targets",
+    "ColumnMap", "Events", "RepairReport", "load_events", "save_events", "validate_events",
+    "parse_duration_ns", "parse_time_ns",
+    "StreamingWindower", "WindowBatch", "WindowSpec", "make_windows",
+]

@@ -1,0 +1,137 @@
+"""int8 versions of the ONNX perception graph, with ONNX Runtime's quantisation tools.
+
+What is quantised is chosen by *node name* (see ``onnx_graph.INPUT_PROJECTION``/``RECURRENT``/
+``READOUT``), so a scope means the same operators whatever the solver. Static int8 is QDQ with
+per-channel int8 weights and uint8 activations (the u8s8 pairing ONNX Runtime's x86 integer
+kernels are built for; int8 x int8 recurrent products were measured to stay as float MatMuls
+wrapped in conversions). The report lists what the runtime really executes in integer and in
+float, read back from ONNX Runtime's own optimised graph, not from what we asked for.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from liquidedge.errors import ConfigError
+from liquidedge.exporters.onnx_graph import INPUT_PROJECTION, READOUT, RECURRENT
+
+_INTEGER_OPS = ("QLinear", "QGemm", "MatMulInteger", "DynamicQuantizeMatMul", "ConvInteger",
+                "MatMulIntegerToFloat", "DynamicQuantizeLinear")
+_CONVERSIONS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _scope_nodes(model, scope: str) -> list[str] | None:
+    """Node names a scope quantises (None: every supported operator)."""
+    if scope == "all":
+        return None
+    names = [n.name for n in model.graph.node]
+    if scope == "input":
+        return [INPUT_PROJECTION]
+    return [n for n in names if n == INPUT_PROJECTION or n == READOUT or n.startswith(RECURRENT)]
+
+
+def quantize_static_qdq(model, reader, scope: str, method: str) -> tuple[Any, dict[str, Any]]:
+    """Calibrate on ``reader`` (an ORT ``CalibrationDataReader``) and return the QDQ model."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if model.graph.node and any(n.op_type == "Scan" for n in model.graph.node):
+        raise ConfigError("static int8 needs the unrolled graph form (the quantiser does not "
+                          "calibrate inside a Scan body)")
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, src)
+        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_quantize=_scope_nodes(model, scope), calibrate_method=methods[method],
+                        calibration_providers=["CPUExecutionProvider"],
+                        extra_options={"MatMulConstBOnly": False,
+                                       "CalibMaxIntermediateOutputs": 64})
+        quantised = onnx.load(dst)
+    return quantised, {"format": "QDQ", "weights": "int8 per-channel (symmetric)",
+                       "activations": "uint8 per-tensor (asymmetric)", "calibration_method": method}
+
+
+def quantize_dynamic_int8(model) -> tuple[Any, dict[str, Any]]:
+    """int8 weights; each matrix product quantises its input at run time (no calibration)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(model, src)
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+        quantised = onnx.load(dst)
+    return quantised, {"format": "dynamic", "weights": "int8 per-channel",
+                       "activations": "uint8, range measured per call"}
+
+
+def quantize_weights_only(model) -> tuple[Any, dict[str, Any]]:
+    """Store each 2-D weight as int8 + per-column scale, dequantised in the graph (float compute)."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    consumers = {n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
+    new_nodes = []
+    for name in sorted(consumers & set(inits)):
+        w = numpy_helper.to_array(inits[name]).astype(np.float64)
+        if w.ndim != 2:
+            continue
+        scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0     # one scale per output column
+        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
+        model.graph.initializer.remove(inits[name])
+        model.graph.initializer.extend([
+            numpy_helper.from_array(q, name + "_q"),
+            numpy_helper.from_array(scale.astype(np.float32), name + "_scale"),
+            numpy_helper.from_array(np.zeros_like(q[0]), name + "_zero")])
+        new_nodes.append(helper.make_node("DequantizeLinear", [name + "_q", name + "_scale", name + "_zero"],
+                                          [name], name=f"dequantize_{name}", axis=1))
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(new_nodes + nodes)
+    return model, {"format": "weight-only", "weights": "int8 per-column (symmetric)",
+                   "activations": "float32"}
+
+
+def runtime_op_report(model_bytes: bytes) -> dict[str, Any]:
+    """What ONNX Runtime executes after its own fusions: integer, conversion and float operators."""
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opt = Path(tmp) / "optimised.onnx"
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(opt)
+        so.log_severity_level = 3
+        ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(opt).graph
+    ops = Counter(n.op_type for n in graph.node)
+    integer = {k: v for k, v in ops.items() if k.startswith(_INTEGER_OPS)}
+    conversions = {k: v for k, v in ops.items() if k in _CONVERSIONS}
+    plumbing = {"Split", "Reshape", "Unsqueeze", "Slice", "Identity", "Transpose", "Concat"}
+    float_ops = {k: v for k, v in ops.items()
+                 if k not in integer and k not in conversions and k not in plumbing}
+    return {"runtime_ops": dict(sorted(ops.items())), "integer_ops": dict(sorted(integer.items())),
+            "conversion_ops": dict(sorted(conversions.items())),
+            "float_ops": dict(sorted(float_ops.items()))}
+
+
+class _quiet:
+    """ORT's quantiser logs a warning per node; the export report says what matters instead."""
+
+    def __enter__(self):
+        self._level = logging.root.manager.disable
+        logging.disable(logging.WARNING)
+
+    def __exit__(self, *exc):
+        logging.disable(self._level)
+        return False

@@ -1,0 +1,187 @@
+"""The memory step in torch: closed-form gradient, batched over streams, CPU or CUDA.
+
+Inference-time only (no autograd: the gradient is the closed form of ``MemoryGraph``), so the
+whole step is a handful of batched matmuls that ``torch.compile`` can fuse. The state tensors
+live on the runner's device between steps; only embeddings in and answers out cross to numpy.
+This is the only host module that imports torch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from liquidedge import reference
+from liquidedge.errors import ConfigError
+from liquidedge.inputs import check_embeddings
+from liquidedge.ir import LiquidTitanModel, MemoryGraph
+from liquidedge.targets.host import HostOutputs, check_learn
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _unit(z: torch.Tensor, eps: float) -> torch.Tensor:
+    return z / torch.sqrt((z * z).sum(-1, keepdim=True) + eps)
+
+
+def _bias_grad(g: MemoryGraph, r: torch.Tensor) -> torch.Tensor:
+    if g.attentional_bias == "l2":
+        return r
+    if g.attentional_bias == "huber":
+        return r.clamp(-g.huber_delta, g.huber_delta)
+    return torch.sign(r) * r.abs().pow(g.lp_p - 1.0)
+
+
+class _Step(torch.nn.Module):
+    """The pure step as a module holding the (fixed) projections and decoder as buffers."""
+
+    def __init__(self, model: LiquidTitanModel, dtype: torch.dtype):
+        super().__init__()
+        g, d = model.memory, model.decoder
+        self.g = g
+
+        def buf(name, arr):
+            self.register_buffer(name, torch.as_tensor(np.asarray(arr, np.float64), dtype=dtype))
+
+        buf("w_k", g.w_k)
+        buf("w_v", g.w_v)
+        buf("w_q", g.w_q)
+        buf("gate_w", np.stack([g.w_lr, g.w_eta, g.w_alpha], axis=1))
+        buf("gate_b", [g.b_lr, g.b_eta, g.b_alpha])
+        buf("gate_max", [g.lr_max, g.eta_max, 1.0])
+        buf("dec_w1", d.w1)
+        buf("dec_b1", d.b1)
+        buf("dec_w2", d.w2)
+        buf("dec_b2", d.b2)
+
+    def apply_memory(self, weights: list[torch.Tensor], u: torch.Tensor) -> torch.Tensor:
+        if self.g.depth == 1:
+            out = torch.bmm(u, weights[0])
+        else:
+            out = torch.bmm(torch.nn.functional.silu(torch.bmm(u, weights[0])), weights[1])
+        return u + out if self.g.residual else out
+
+    def grads(self, weights: list[torch.Tensor], k: torch.Tensor, v: torch.Tensor) -> list[torch.Tensor]:
+        g = self.g
+        k_col = k.transpose(1, 2)
+        if g.depth == 1:
+            m = torch.bmm(k, weights[0])
+            gr = _bias_grad(g, (k + m if g.residual else m) - v)
+            return [torch.bmm(k_col, gr)]
+        z = torch.bmm(k, weights[0])
+        sig = torch.sigmoid(z)
+        act = z * sig
+        out = torch.bmm(act, weights[1])
+        gr = _bias_grad(g, (k + out if g.residual else out) - v)
+        g_w2 = torch.bmm(act.transpose(1, 2), gr)
+        g_act = torch.bmm(gr, weights[1].transpose(1, 2))
+        g_z = g_act * (sig * (1.0 + z * (1.0 - sig)))
+        return [torch.bmm(k_col, g_z), g_w2]
+
+    def forward(self, e: torch.Tensor, learn: torch.Tensor, *state: torch.Tensor):
+        g = self.g
+        n = g.depth
+        weights, momenta = list(state[:n]), list(state[n:])
+        x = e / torch.sqrt((e * e).mean(-1, keepdim=True) + g.eps)
+        k = _unit(x @ self.w_k, g.eps).unsqueeze(1)
+        v = (x @ self.w_v).unsqueeze(1)
+        q = _unit(x @ self.w_q, g.eps).unsqueeze(1)
+        gates = (torch.sigmoid(x @ self.gate_w + self.gate_b) * self.gate_max).unsqueeze(-1)
+        lr, eta, alpha = gates[:, 0:1], gates[:, 1:2], gates[:, 2:3]       # [B,1,1]
+        grads = self.grads(weights, k, v)
+        score = torch.sqrt(sum((gw * gw).sum((1, 2)) for gw in grads))
+        scale = torch.clamp(g.grad_clip / torch.clamp(score, min=1e-12), max=1.0)
+        updated = learn & (score > g.threshold)
+        bypass = learn & (score > g.bypass_threshold)
+        u = updated[:, None, None]
+        step = lr * scale[:, None, None]
+        new_w, new_s = [], []
+        for w, s, gw in zip(weights, momenta, grads):
+            s_next = eta * s - step * gw
+            w_next = (1.0 - alpha) * w + s_next
+            new_w.append(torch.where(u, w_next, w))
+            new_s.append(torch.where(u, s_next, s))
+        retrieved = self.apply_memory(new_w, q).squeeze(1)
+        z = torch.cat([e, retrieved], dim=-1)
+        prediction = torch.tanh(z @ self.dec_w1 + self.dec_b1) @ self.dec_w2 + self.dec_b2
+        return (*new_w, *new_s, retrieved, prediction, score, updated, bypass)
+
+
+class TorchHostRunner:
+    """``step(state, embeddings, learn)`` in torch; ``device`` "auto" picks CUDA when present."""
+
+    name = "torch"
+
+    def __init__(self, model: LiquidTitanModel, device: str = "auto", dtype: str = "float32",
+                 compile: bool = False, threads: int | None = None):
+        if dtype not in _DTYPES:
+            raise ConfigError(f"torch host dtype {dtype!r}: expected one of {sorted(_DTYPES)}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.memory, self.decoder = model.memory, model.decoder
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[dtype]
+        self.np_dtype = np.float64 if dtype == "float64" else np.float32
+        self.module = _Step(model, self.dtype).to(self.device).eval()
+        self.compiled = bool(compile)
+        self._fn = torch.compile(self.module, dynamic=True) if compile else self.module
+        self._theta0 = [torch.as_tensor(np.asarray(w, np.float64), dtype=self.dtype, device=self.device)
+                        for w in self.memory.theta0]
+
+    def init_state(self, n: int) -> list:
+        w = [t.unsqueeze(0).repeat(n, *([1] * t.ndim)) for t in self._theta0]
+        return w + [torch.zeros_like(t) for t in w]
+
+    @torch.no_grad()
+    def step(self, state, embeddings, learn=None):
+        e = check_embeddings(embeddings, self.memory.embedding_dim, self.np_dtype)
+        learn = check_learn(learn, e.shape[0])
+        e_t = torch.from_numpy(np.ascontiguousarray(e)).to(self.device)
+        learn_t = torch.from_numpy(learn).to(self.device)
+        outs = self._fn(e_t, learn_t, *state)
+        n = 2 * self.memory.depth
+        retrieved, prediction, score, updated, bypass = (t.cpu().numpy() for t in outs[n:])
+        return list(outs[:n]), HostOutputs(retrieved, prediction, score, updated, bypass)
+
+    def _index(self, rows) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(rows, np.int64), device=self.device)
+
+    def take(self, state, rows):
+        rows = np.asarray(rows)
+        if rows.size == 1:
+            r = int(rows[0])
+            return [s[r:r + 1] for s in state]
+        idx = self._index(rows)
+        return [s.index_select(0, idx) for s in state]
+
+    @torch.no_grad()
+    def put(self, state, rows, part):
+        rows = np.asarray(rows)
+        if rows.size == 1:
+            r = int(rows[0])
+            for s, p in zip(state, part):
+                s[r:r + 1].copy_(p)
+            return state
+        idx = self._index(rows)
+        for s, p in zip(state, part):
+            s.index_copy_(0, idx, p)
+        return state
+
+    def concat(self, a, b):
+        return [torch.cat([x, y]) for x, y in zip(a, b)]
+
+    def to_numpy(self, state) -> reference.MemoryState:
+        arrs = [s.detach().cpu().numpy().copy() for s in state]
+        n = self.memory.depth
+        return reference.MemoryState(arrs[:n], arrs[n:])
+
+    def from_numpy(self, state: reference.MemoryState) -> list:
+        return [torch.as_tensor(np.asarray(s), dtype=self.dtype, device=self.device).clone()
+                for s in state.weights + state.momentum]
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": "torch", "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
+                "compiled": self.compiled, "threads": torch.get_num_threads()}
