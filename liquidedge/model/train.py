@@ -227,11 +227,14 @@ class _Trainer:
         return budget is not None and time.perf_counter() - self.start > budget
 
     def val_loss(self, memory_on: bool) -> float:
+        """MSE of the primary output (log vol / next value) on the validation split, run as one
+        stream from a fresh memory, as deployment runs it. The direction term is left out: it
+        is mostly noise and would make early stopping chase it."""
         self.model.eval()
         with torch.no_grad():
             v = self.val
             out = self.model.run(v.x[None], v.dt[None], v.mask[None], memory_on=memory_on)
-            loss = task_loss(out.prediction, v.y[None], v.valid[None], self.cfg.task, self.cfg.direction_weight)
+            loss = task_loss(out.prediction, v.y[None], v.valid[None], self.cfg.task, 0.0)
         self.model.train()
         return float(loss)
 
