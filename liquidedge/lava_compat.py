@@ -68,10 +68,15 @@ def install() -> None:
 def ensure_lava() -> None:
     """Make lava-nc importable, or raise TargetUnavailableError saying why it is not."""
     install()
-    if importlib.util.find_spec("lava") is None:
+    spec = importlib.util.find_spec("lava")
+    if spec is None:
         raise TargetUnavailableError(
             "the Loihi-2 target needs lava-nc (pip install --no-deps lava-nc==0.10.0; "
             "see requirements/nodeps.txt)")
+    if spec.submodule_search_locations is None:
+        raise TargetUnavailableError(
+            f"'lava' resolves to {spec.origin}, a module shadowing the lava-nc package "
+            "(e.g. benchmarks/lava.py when benchmarks/ is on sys.path)")
     try:
         importlib.import_module(_TARGET)
         importlib.import_module("lava.magma.core.run_configs")

@@ -68,6 +68,7 @@ class BridgeClient:
         self._next_try = 0.0
         self._rng = random.Random(seed)
         self.connected = True
+        self._late = 0
 
     def _enqueue(self, msg: proto.Embedding) -> None:
         if len(self.pending) >= self.buffer_limit:
@@ -88,6 +89,9 @@ class BridgeClient:
 
     def _account(self, results: list) -> None:
         for r in results:
+            if self._late > 0:
+                self.stats.replayed += 1
+                self._late -= 1
             self.stats.sent += 1
             self.stats.rejected += r.status == proto.REJECTED
             self.stats.duplicates += r.status == proto.DUPLICATE
@@ -98,7 +102,12 @@ class BridgeClient:
 
         Raises nothing on an outage: what was not answered stays buffered for the next try.
         """
+        return self._flush(len(self.pending))
+
+    def _flush(self, backlog: int) -> list:
+        """``backlog``: how many of the oldest pending messages are late (counted as replayed)."""
         received: list = []
+        self._late = backlog
         while self.pending:
             batch = list(self.pending)[: self.chunk]
             try:
@@ -126,13 +135,9 @@ class BridgeClient:
         if self.clock() < self._next_try:
             self.stats.skipped_attempts += 1
             return SendOutcome(None, [], True, len(self.pending))
-        received = self.flush()
-        mine = None
-        for r in received:
-            if r.stream_id == msg.stream_id and r.seq == msg.seq:
-                mine = r
-            else:
-                self.stats.replayed += 1
+        received = self._flush(len(self.pending) - 1)
+        mine = next((r for r in reversed(received)
+                     if r.stream_id == msg.stream_id and r.seq == msg.seq), None)
         return SendOutcome(mine, received, mine is None, len(self.pending))
 
     def close(self) -> None:

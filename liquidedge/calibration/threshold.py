@@ -51,9 +51,11 @@ def threshold_for_rate(scores, rate: float) -> float:
     if s.size == 0 or not np.all(np.isfinite(s)):
         raise InputShapeError("scores: expected a non-empty array of finite surprise scores")
     rate = _check_rate("rate", rate)
-    if rate >= 1.0:
-        return 0.0 if s.min() > 0 else float(np.nextafter(s.min(), -np.inf))
-    return float(np.quantile(s, 1.0 - rate, method="higher"))
+    s = np.sort(s)
+    k = int(round(rate * s.size))          # how many scores should pass
+    if k >= s.size:
+        return 0.0 if s[0] > 0 else float(np.nextafter(s[0], -np.inf))
+    return float(s[s.size - k - 1])         # the largest score that must not pass
 
 
 def calibrate_threshold(run_scores: Callable[[float], np.ndarray], target_rate: float, *,

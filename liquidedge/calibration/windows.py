@@ -49,6 +49,12 @@ class CalibrationSet:
     def n_inputs(self) -> int:
         return int(self.x.shape[2])
 
+    def channel_absmax(self, floor: float = 1e-6) -> np.ndarray:
+        """Largest |x| of each input channel over the real (unmasked) steps: [F], > 0."""
+        valid = self.x[self.mask.astype(bool)]
+        top = np.abs(valid).max(axis=0) if valid.size else np.ones(self.n_inputs)
+        return np.where(top > floor, top, 1.0).astype(np.float64)
+
     def take(self, index) -> "CalibrationSet":
         return CalibrationSet(self.x[index], self.dt[index], self.mask[index], dict(self.info))
 

@@ -16,6 +16,11 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 _COMMAND_MODULES = (
     "data",
     "serve",
+    "simulate",
+    "model",
+    "deploy",
+    "energy",
+    "export",
 )
 
 for _name in _COMMAND_MODULES:

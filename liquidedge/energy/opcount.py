@@ -29,6 +29,7 @@ PRECISIONS: dict[str, tuple[str, str, int]] = {
     "fp32": ("fp32", "fp32", 4),
     "fp16": ("fp16", "fp16", 2),
     "int8-dynamic": ("int8", "fp32", 1),   # int8 weights, activations quantised on the fly
+    "int8-weight": ("fp32", "fp32", 1),    # int8 weights dequantised, computed in float
     "int8-static": ("int8", "int8", 1),    # full-integer graph
     "int8": ("int8", "int8", 1),
 }

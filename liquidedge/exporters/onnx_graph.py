@@ -9,15 +9,17 @@ as few operators inside the recurrence as possible:
   T steps at once: the input projection ``x @ w_in + bias`` (one MatMul), the step size
   ``d = dt * mask / unfolds`` (the mask folded into d: a step with d = 0 is an exact no-op for
   every solver, so no select is needed), and the per-step solver coefficients;
-* the fused solver runs on the *shifted* state ``u = h - a``, which turns
-  ``h' = (h + d f a) / (1 + d/tau + d f)`` into ``u' = (u + k) / (c + d f)`` with
-  ``k = -a d / tau`` and ``c = 1 + d / tau`` precomputed, and folds ``a @ w_rec`` into the
-  projection: 6 operators per step and unfold (Gemm, Sigmoid, Mul, Add, Add, Div);
+* the fused solver runs on the *shifted, scaled* state ``s = (h - a) / c`` (``c = |a|``, floored),
+  which turns ``h' = (h + d f a) / (1 + d/tau + d f)`` into ``s' = (s + k) / (q + d f)`` with
+  ``k = -(a/c) d / tau`` and ``q = 1 + d / tau`` precomputed, and folds ``a @ w_rec`` into the
+  projection and ``c`` into ``w_rec``: 6 operators per step and unfold (Gemm, Sigmoid, Mul, Add,
+  Add, Div). Every unit's state then spans [-1, 1], which is what lets an int8 recurrent product
+  keep its precision (one per-tensor scale fits all units);
 * the per-step slices come from one ``Split`` per hoisted tensor, not one Slice per step.
 
 Two forms of the recurrence are offered: ``unrolled`` (T copies of the step, the default, chosen
 by measurement: see ``benchmarks/perception.py``) and ``scan`` (one ONNX ``Scan`` whose body is
-the step; smaller file, but ORT pays several microseconds per iteration).
+the step; smaller file, about as fast in ORT at batch 1 but not quantisable by ORT's tools).
 """
 from __future__ import annotations
 
@@ -69,18 +71,35 @@ class _Builder:
         because ORT's int8 path only turns a MatMul (not a Gemm with a varying bias) into int8."""
         if not self.split_bias:
             return self.op("Gemm", [h, w, bias], "z", node_name=node_name)
-        return self.op("Add", [self.op("MatMul", [h, w], "hw", node_name=node_name), bias], "z")
+        # the product reads its own copy of h: a quantiser then rounds only what the integer
+        # MatMul reads, not the state the solver carries on in float (ORT drops the Identity)
+        h_in = self.op("Identity", [h], "mm_in")
+        return self.op("Add", [self.op("MatMul", [h_in, w], "hw", node_name=node_name), bias], "z")
 
 
-def _hoisted(b: _Builder, g: PerceptionGraph, steps: int, shifted: bool) -> dict[str, str]:
+STATE_SCALE_FLOOR = 1e-3
+
+
+def state_scale(g: PerceptionGraph) -> np.ndarray:
+    """c = |a| floored: the scaled state (h - a) / c of every unit lies in [-1, 1]."""
+    return np.maximum(np.abs(g.a.astype(np.float64)), STATE_SCALE_FLOOR)
+
+
+def _hoisted(b: _Builder, g: PerceptionGraph, steps: int, shifted: bool,
+             input_scale: np.ndarray | None) -> dict[str, str]:
     """Everything independent of h, for all steps at once; returns [B,T,H]/[B,T,1] tensor names."""
     f32 = np.float32
     u = g.unfolds
     inv_tau = (1.0 / g.tau.astype(np.float64)).astype(f32)
     bias = g.bias.astype(np.float64)
-    if shifted:  # h = u + a, so h @ w_rec = u @ w_rec + a @ w_rec: fold the constant into the bias
+    if shifted:  # h = s*c + a, so h @ w_rec = s @ (c w_rec) + a @ w_rec: the constant joins the bias
         bias = bias + g.a.astype(np.float64) @ g.w_rec.astype(np.float64)
-    xp = b.op("MatMul", ["x", b.const("w_in", g.w_in)], "xw", node_name=INPUT_PROJECTION)
+    x, w_in = "x", g.w_in.astype(np.float64)
+    if input_scale is not None:  # x / r in the graph, r folded into w_in: same product, even ranges
+        r = np.asarray(input_scale, np.float64)
+        x = b.op("Mul", ["x", b.const("inv_input_scale", (1.0 / r).astype(f32))], "x_scaled")
+        w_in = r[:, None] * w_in
+    xp = b.op("MatMul", [x, b.const("w_in", w_in.astype(f32))], "xw", node_name=INPUT_PROJECTION)
     xp = b.op("Add", [xp, b.const("bias", bias.astype(f32))], "xproj")       # [B,T,H]
     d = b.op("Mul", ["dt", "mask"], "dtm")
     if u != 1:
@@ -88,12 +107,13 @@ def _hoisted(b: _Builder, g: PerceptionGraph, steps: int, shifted: bool) -> dict
     d = b.op("Unsqueeze", [d, b.const("axis2", np.array([2], np.int64))], "d3")  # [B,T,1]
     d_tau = b.op("Mul", [d, b.const("inv_tau", inv_tau)], "d_tau")              # [B,T,H]
     out = {"xproj": xp, "d": d}
+    neg_a_c = (-g.a.astype(np.float64) / state_scale(g)).astype(f32)
     if g.solver == "fused":
         out["c"] = b.op("Add", [d_tau, b.const("one", np.array(1.0, f32))], "c")  # 1 + d/tau
-        out["k"] = b.op("Mul", [d_tau, b.const("neg_a", (-g.a).astype(f32))], "k")  # -a d/tau
+        out["k"] = b.op("Mul", [d_tau, b.const("neg_a_c", neg_a_c)], "k")         # -(a/c) d/tau
     elif g.solver == "euler":
         out["c"] = b.op("Sub", [b.const("one", np.array(1.0, f32)), d_tau], "c")  # 1 - d/tau
-        out["k"] = b.op("Mul", [d_tau, b.const("neg_a", (-g.a).astype(f32))], "k")
+        out["k"] = b.op("Mul", [d_tau, b.const("neg_a_c", neg_a_c)], "k")
     return out
 
 
@@ -107,7 +127,7 @@ def _step_fused(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str
 
 
 def _step_euler(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str) -> str:
-    # u' = u * (c - d f) + k  with c = 1 - d/tau, k = -a d/tau  (u = h - a)
+    # s' = s * (c - d f) + k  with c = 1 - d/tau, k = -(a/c) d/tau  (s = (h - a) / c)
     z = b.linear(u, w_rec, xp, b.name(RECURRENT))
     f = b.op("Sigmoid", [z], "f")
     gd = b.op("Mul", [f, d], "fd")
@@ -154,82 +174,97 @@ def _rk4_consts(b: _Builder, g: PerceptionGraph) -> dict[str, str]:
             "sixth": b.const("sixth", np.array(1.0 / 6.0, f32))}
 
 
-def _unrolled(b: _Builder, g: PerceptionGraph, steps: int) -> str:
-    shifted = g.solver in ("fused", "euler")
-    hz = _hoisted(b, g, steps, shifted)
-    h_dim = g.hidden
-    xp = _split_steps(b, hz["xproj"], steps, h_dim)
-    d = _split_steps(b, hz["d"], steps, 1)
-    w_rec = b.const("w_rec", g.w_rec)
+def _recurrent_weight(g: PerceptionGraph, shifted: bool) -> np.ndarray:
+    w = g.w_rec.astype(np.float64)
+    return (state_scale(g)[:, None] * w if shifted else w).astype(np.float32)
+
+
+def _initial_state(b: _Builder, g: PerceptionGraph, shifted: bool) -> str:
+    """h0 = 0 as a [B,H] tensor (the batch taken from dt), or s0 = -a/c for the scaled state."""
     batch_rows = b.op("Slice", ["dt", b.const("s0", np.array([0], np.int64)),
                                 b.const("s1", np.array([1], np.int64)),
                                 b.const("ax1", np.array([1], np.int64))], "dt0")  # [B,1]
-    zeros = b.op("Mul", [batch_rows, b.const("zero_h", np.zeros((1, h_dim), np.float32))], "zeros")
+    start = -g.a.astype(np.float64) / state_scale(g) if shifted else np.zeros(g.hidden)
+    zeros = b.op("Mul", [batch_rows, b.const("zero_h", np.zeros((1, g.hidden), np.float32))], "zeros")
+    return b.op("Add", [zeros, b.const("state0", start.astype(np.float32))], "state0")
+
+
+def _final_state(b: _Builder, g: PerceptionGraph, shifted: bool, state: str) -> str:
+    """h = s * c + a for the scaled state; h itself otherwise."""
+    if not shifted:
+        return state
+    hc = b.op("Mul", [state, b.const("scale_out", state_scale(g).astype(np.float32))], "s_c")
+    return b.op("Add", [hc, b.const("a_out", g.a)], "h_final")
+
+
+def _unrolled(b: _Builder, g: PerceptionGraph, steps: int, input_scale) -> str:
+    shifted = g.solver in ("fused", "euler")
+    hz = _hoisted(b, g, steps, shifted, input_scale)
+    h_dim = g.hidden
+    xp = _split_steps(b, hz["xproj"], steps, h_dim)
+    d = _split_steps(b, hz["d"], steps, 1)
+    w_rec = b.const("w_rec", _recurrent_weight(g, shifted))
+    state = _initial_state(b, g, shifted)
     if shifted:
         c = _split_steps(b, hz["c"], steps, h_dim)
         k = _split_steps(b, hz["k"], steps, h_dim)
         step = _step_fused if g.solver == "fused" else _step_euler
-        state = b.op("Sub", [zeros, b.const("a", g.a)], "u0")            # u = h - a, h0 = 0
         for t in range(steps):
             for _ in range(g.unfolds):
                 state = step(b, w_rec, state, xp[t], d[t], c[t], k[t])
-        return b.op("Add", [state, b.const("a_out", g.a)], "h_final")
-    consts = _rk4_consts(b, g)
-    state = zeros
-    for t in range(steps):
-        for _ in range(g.unfolds):
-            state = _step_rk4(b, w_rec, state, xp[t], d[t], consts)
-    return state
+    else:
+        consts = _rk4_consts(b, g)
+        for t in range(steps):
+            for _ in range(g.unfolds):
+                state = _step_rk4(b, w_rec, state, xp[t], d[t], consts)
+    return _final_state(b, g, shifted, state)
 
 
-def _scan(b: _Builder, g: PerceptionGraph, steps: int) -> str:
+def _scan(b: _Builder, g: PerceptionGraph, steps: int, input_scale) -> str:
     """One ONNX Scan over time; its body is one step (all unfolds) of the same equations."""
     from onnx import TensorProto, helper
 
     shifted = g.solver in ("fused", "euler")
-    hz = _hoisted(b, g, steps, shifted)
+    hz = _hoisted(b, g, steps, shifted, input_scale)
     perm = [1, 0, 2]
     seq = {k: b.op("Transpose", [v], k + "_tm", perm=perm) for k, v in hz.items()}  # time-major
     body = _Builder(counter=10_000, split_bias=b.split_bias)
-    w_rec = body.const("w_rec", g.w_rec)
+    w_rec = body.const("w_rec", _recurrent_weight(g, shifted))
     names = ["xproj", "d"] + (["c", "k"] if shifted else [])
     # Scan slices the time axis away: each scan input arrives as [B, W]
     ins = {n: f"in_{n}" for n in names}
-    state_in = "state_in"
+    state = "state_in"
     if shifted:
         step = _step_fused if g.solver == "fused" else _step_euler
-        state = state_in
         for _ in range(g.unfolds):
             state = step(body, w_rec, state, ins["xproj"], ins["d"], ins["c"], ins["k"])
     else:
         consts = _rk4_consts(body, g)
-        state = state_in
         for _ in range(g.unfolds):
             state = _step_rk4(body, w_rec, state, ins["xproj"], ins["d"], consts)
     body.nodes.append(helper.make_node("Identity", [state], ["state_out"], name="n_state_out"))
     fl = TensorProto.FLOAT
     graph_body = helper.make_graph(
         body.nodes, "ltc_step",
-        [helper.make_tensor_value_info(state_in, fl, ["B", g.hidden])]
+        [helper.make_tensor_value_info("state_in", fl, ["B", g.hidden])]
         + [helper.make_tensor_value_info(ins[n], fl, ["B", None]) for n in names],
         [helper.make_tensor_value_info("state_out", fl, ["B", g.hidden])],
         initializer=body.inits)
-    batch_rows = b.op("Slice", ["dt", b.const("s0", np.array([0], np.int64)),
-                                b.const("s1", np.array([1], np.int64)),
-                                b.const("ax1", np.array([1], np.int64))], "dt0")
-    zeros = b.op("Mul", [batch_rows, b.const("zero_h", np.zeros((1, g.hidden), np.float32))], "zeros")
-    init = b.op("Sub", [zeros, b.const("a", g.a)], "u0") if shifted else zeros
-    final = b.op("Scan", [init] + [seq[n] for n in names], "scan_state", num_scan_inputs=len(names),
-                 body=graph_body)
-    return b.op("Add", [final, b.const("a_out", g.a)], "h_final") if shifted else final
+    final = b.op("Scan", [_initial_state(b, g, shifted)] + [seq[n] for n in names], "scan_state",
+                 num_scan_inputs=len(names), body=graph_body)
+    return _final_state(b, g, shifted, final)
 
 
 def build_perception_model(g: PerceptionGraph, steps: int, form: str = "unrolled",
-                           metadata: dict[str, str] | None = None, split_bias: bool = False):
+                           metadata: dict[str, str] | None = None, split_bias: bool = False,
+                           input_scale: np.ndarray | None = None):
     """Return an ``onnx.ModelProto``: inputs x [B,T,F], dt [B,T], mask [B,T] -> embedding [B,E].
 
     ``split_bias`` writes each ``h @ w_rec + projection`` as MatMul + Add instead of one Gemm
     (slower in float, but the form ORT's int8 quantiser can turn into integer matrix products).
+    ``input_scale`` [F] divides each input channel by its scale in the graph and multiplies the
+    matching row of ``w_in`` by it (the same product; for int8 it gives every channel the whole
+    range of one per-tensor scale instead of leaving small channels a few levels).
     """
     import onnx
     from onnx import TensorProto, helper
@@ -240,7 +275,12 @@ def build_perception_model(g: PerceptionGraph, steps: int, form: str = "unrolled
     if steps < 1:
         raise ConfigError(f"window steps: expected >= 1, got {steps}")
     b = _Builder(split_bias=split_bias)
-    h = _unrolled(b, g, steps) if form == "unrolled" else _scan(b, g, steps)
+    if input_scale is not None:
+        input_scale = np.asarray(input_scale, np.float64)
+        if input_scale.shape != (g.n_inputs,) or not np.all(np.isfinite(input_scale)) or np.any(input_scale <= 0):
+            raise ConfigError(f"input_scale: expected {g.n_inputs} finite positive values")
+    build = _unrolled if form == "unrolled" else _scan
+    h = build(b, g, steps, input_scale)
     if g.w_out is not None:
         h = b.linear(h, b.const("w_out", g.w_out), b.const("b_out", g.b_out), READOUT)
     b.nodes.append(helper.make_node("Identity", [h], ["embedding"], name="n_embedding"))

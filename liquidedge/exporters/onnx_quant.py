@@ -9,13 +9,13 @@ float, read back from ONNX Runtime's own optimised graph, not from what we asked
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from liquidedge.errors import ConfigError
 from liquidedge.exporters.onnx_graph import INPUT_PROJECTION, READOUT, RECURRENT
@@ -52,7 +52,7 @@ def quantize_static_qdq(model, reader, scope: str, method: str) -> tuple[Any, di
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_quantize=_scope_nodes(model, scope), calibrate_method=methods[method],
                         calibration_providers=["CPUExecutionProvider"],
-                        extra_options={"MatMulConstBOnly": False,
+                        extra_options={"MatMulConstBOnly": False, "OpTypesToExcludeOutputQuantization": ["MatMul"],
                                        "CalibMaxIntermediateOutputs": 64})
         quantised = onnx.load(dst)
     return quantised, {"format": "QDQ", "weights": "int8 per-channel (symmetric)",
@@ -72,33 +72,6 @@ def quantize_dynamic_int8(model) -> tuple[Any, dict[str, Any]]:
         quantised = onnx.load(dst)
     return quantised, {"format": "dynamic", "weights": "int8 per-channel",
                        "activations": "uint8, range measured per call"}
-
-
-def quantize_weights_only(model) -> tuple[Any, dict[str, Any]]:
-    """Store each 2-D weight as int8 + per-column scale, dequantised in the graph (float compute)."""
-    from onnx import helper, numpy_helper
-
-    inits = {i.name: i for i in model.graph.initializer}
-    consumers = {n.input[1] for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1}
-    new_nodes = []
-    for name in sorted(consumers & set(inits)):
-        w = numpy_helper.to_array(inits[name]).astype(np.float64)
-        if w.ndim != 2:
-            continue
-        scale = np.maximum(np.abs(w).max(axis=0), 1e-12) / 127.0     # one scale per output column
-        q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-        model.graph.initializer.remove(inits[name])
-        model.graph.initializer.extend([
-            numpy_helper.from_array(q, name + "_q"),
-            numpy_helper.from_array(scale.astype(np.float32), name + "_scale"),
-            numpy_helper.from_array(np.zeros_like(q[0]), name + "_zero")])
-        new_nodes.append(helper.make_node("DequantizeLinear", [name + "_q", name + "_scale", name + "_zero"],
-                                          [name], name=f"dequantize_{name}", axis=1))
-    nodes = list(model.graph.node)
-    del model.graph.node[:]
-    model.graph.node.extend(new_nodes + nodes)
-    return model, {"format": "weight-only", "weights": "int8 per-column (symmetric)",
-                   "activations": "float32"}
 
 
 def runtime_op_report(model_bytes: bytes) -> dict[str, Any]:
@@ -126,12 +99,16 @@ def runtime_op_report(model_bytes: bytes) -> dict[str, Any]:
 
 
 class _quiet:
-    """ORT's quantiser logs a warning per node; the export report says what matters instead."""
+    """ORT's quantiser logs a warning per node and prints histogram progress; the export report
+    says what matters instead."""
 
     def __enter__(self):
         self._level = logging.root.manager.disable
         logging.disable(logging.WARNING)
+        self._stdout = contextlib.redirect_stdout(io.StringIO())
+        self._stdout.__enter__()
 
     def __exit__(self, *exc):
+        self._stdout.__exit__(*exc)
         logging.disable(self._level)
         return False

@@ -17,8 +17,8 @@ which leaves h bit-exactly unchanged. The division is a normalise-by-shift plus 
 table on [1, 2) with linear interpolation; the sigmoid is a table on [0, 8) with linear
 interpolation and the symmetry sigmoid(-z) = 1 - sigmoid(z).
 """
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Lava executes this file under a bare module
+# name while searching for ProcessModels, and dataclasses cannot resolve string annotations then.
 from dataclasses import asdict, dataclass
 from typing import Any
 

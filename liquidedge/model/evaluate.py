@@ -53,3 +53,35 @@ def evaluate_model(model: LiquidTitanModel, dataset, memory_on: bool | None = No
     metrics["update_rate"] = float(np.mean(out["updated"]))
     metrics["n_windows"] = int(len(out["score"]))
     return metrics
+
+
+PARTS = ("train", "validation", "test", "all")
+
+
+def dataset_for(model: LiquidTitanModel, events, part: str = "test"):
+    """Cut ``events`` exactly as the model's data spec says and pick one time-ordered part of the
+    split recorded at training (``test``: the held-out later part)."""
+    from liquidedge.data import DataSpec, build_dataset, split
+
+    if part not in PARTS:
+        raise ConfigError(f"part: expected one of {PARTS}, got {part!r}")
+    dataset = build_dataset(events, DataSpec.from_dict(model.data_spec) if model.data_spec else None)
+    if part == "all":
+        return dataset
+    fractions = model.training.get("config", {}).get("split", (0.6, 0.2, 0.2))
+    parts = split(dataset, fractions)
+    index = PARTS.index(part)
+    if index >= len(parts):
+        raise ConfigError(f"the model was trained with a {len(parts)}-way split: there is no {part!r} part")
+    return parts[index]
+
+
+def evaluate_events(model: LiquidTitanModel, events, part: str = "test") -> dict[str, Any]:
+    """Metrics of ``model`` on one part of ``events``, with the memory on and off (ablation)."""
+    dataset = dataset_for(model, events, part)
+    if len(dataset) == 0:
+        raise ConfigError(f"the {part!r} part of this data holds no windows")
+    out: dict[str, Any] = {"part": part, "memory_on": evaluate_model(model, dataset)}
+    if model.training.get("memory_on", True):
+        out["memory_off"] = evaluate_model(model, dataset, memory_on=False)
+    return out

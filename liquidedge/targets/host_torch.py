@@ -21,10 +21,6 @@ from liquidedge.targets.host import HostOutputs, check_learn
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _unit(z: torch.Tensor, eps: float) -> torch.Tensor:
-    return z / torch.sqrt((z * z).sum(-1, keepdim=True) + eps)
-
-
 def _bias_grad(g: MemoryGraph, r: torch.Tensor) -> torch.Tensor:
     if g.attentional_bias == "l2":
         return r
@@ -34,21 +30,28 @@ def _bias_grad(g: MemoryGraph, r: torch.Tensor) -> torch.Tensor:
 
 
 class _Step(torch.nn.Module):
-    """The pure step as a module holding the (fixed) projections and decoder as buffers."""
+    """The pure step as a module holding the (fixed) projections and decoder as buffers.
 
-    def __init__(self, model: LiquidTitanModel, dtype: torch.dtype):
+    Written for few kernel launches (each costs microseconds on CPU, more than the maths at
+    these widths): one fused projection for k, q, v and the three gates, rsqrt-normalisation,
+    fused multiply-adds for the update, and no update work at all when no stream crosses the
+    surprise threshold.
+    """
+
+    def __init__(self, model: LiquidTitanModel, dtype: torch.dtype, branchless: bool = False):
         super().__init__()
         g, d = model.memory, model.decoder
         self.g = g
+        self.dim = g.dim
+        self.branchless = branchless  # for torch.compile: no data-dependent Python branches
+        self.inv_e = 1.0 / g.embedding_dim
 
         def buf(name, arr):
             self.register_buffer(name, torch.as_tensor(np.asarray(arr, np.float64), dtype=dtype))
 
-        buf("w_k", g.w_k)
-        buf("w_v", g.w_v)
-        buf("w_q", g.w_q)
-        buf("gate_w", np.stack([g.w_lr, g.w_eta, g.w_alpha], axis=1))
-        buf("gate_b", [g.b_lr, g.b_eta, g.b_alpha])
+        gate_w = np.stack([g.w_lr, g.w_eta, g.w_alpha], axis=1)
+        buf("proj", np.concatenate([g.w_k, g.w_q, g.w_v, gate_w], axis=1))        # [E, 3D+3]
+        buf("proj_b", np.concatenate([np.zeros(3 * g.dim), [g.b_lr, g.b_eta, g.b_alpha]]))
         buf("gate_max", [g.lr_max, g.eta_max, 1.0])
         buf("dec_w1", d.w1)
         buf("dec_b1", d.b1)
@@ -81,51 +84,69 @@ class _Step(torch.nn.Module):
 
     def forward(self, e: torch.Tensor, learn: torch.Tensor, *state: torch.Tensor):
         g = self.g
-        n = g.depth
+        n, d, b = g.depth, self.dim, e.shape[0]
         weights, momenta = list(state[:n]), list(state[n:])
-        x = e / torch.sqrt((e * e).mean(-1, keepdim=True) + g.eps)
-        k = _unit(x @ self.w_k, g.eps).unsqueeze(1)
-        v = (x @ self.w_v).unsqueeze(1)
-        q = _unit(x @ self.w_q, g.eps).unsqueeze(1)
-        gates = (torch.sigmoid(x @ self.gate_w + self.gate_b) * self.gate_max).unsqueeze(-1)
-        lr, eta, alpha = gates[:, 0:1], gates[:, 1:2], gates[:, 2:3]       # [B,1,1]
+        x = e * torch.rsqrt((e * e).sum(-1, keepdim=True) * self.inv_e + g.eps)
+        proj = torch.addmm(self.proj_b, x, self.proj)
+        kq = proj[:, :2 * d].reshape(b, 2, d)
+        kq = kq * torch.rsqrt((kq * kq).sum(-1, keepdim=True) + g.eps)
+        k, q = kq[:, 0:1], kq[:, 1:2]                                        # [B,1,D]
+        v = proj[:, 2 * d:3 * d].unsqueeze(1)
+        gates = (torch.sigmoid(proj[:, 3 * d:]) * self.gate_max).unsqueeze(-1)
+        lr, eta, alpha = gates[:, 0:1], gates[:, 1:2], gates[:, 2:3]        # [B,1,1]
         grads = self.grads(weights, k, v)
-        score = torch.sqrt(sum((gw * gw).sum((1, 2)) for gw in grads))
-        scale = torch.clamp(g.grad_clip / torch.clamp(score, min=1e-12), max=1.0)
+        sq = (grads[0] * grads[0]).sum((1, 2))
+        for gw in grads[1:]:
+            sq = sq + (gw * gw).sum((1, 2))
+        score = torch.sqrt(sq)
         updated = learn & (score > g.threshold)
         bypass = learn & (score > g.bypass_threshold)
-        u = updated[:, None, None]
-        step = lr * scale[:, None, None]
-        new_w, new_s = [], []
-        for w, s, gw in zip(weights, momenta, grads):
-            s_next = eta * s - step * gw
-            w_next = (1.0 - alpha) * w + s_next
-            new_w.append(torch.where(u, w_next, w))
-            new_s.append(torch.where(u, s_next, s))
+        n_up = -1 if self.branchless else int(updated.sum())
+        if n_up == 0:                       # nobody learns: the state is returned untouched
+            new_w, new_s = weights, momenta
+        else:
+            step = (lr * torch.clamp(g.grad_clip / torch.clamp(score, min=1e-12), max=1.0)[:, None, None])
+            keep = 1.0 - alpha
+            u = updated[:, None, None]
+            new_w, new_s = [], []
+            for w, s, gw in zip(weights, momenta, grads):
+                s_next = torch.addcmul(eta * s, step, gw, value=-1.0)
+                w_next = torch.addcmul(s_next, keep, w)
+                if n_up == b:
+                    new_w.append(w_next)
+                    new_s.append(s_next)
+                else:
+                    new_w.append(torch.where(u, w_next, w))
+                    new_s.append(torch.where(u, s_next, s))
         retrieved = self.apply_memory(new_w, q).squeeze(1)
-        z = torch.cat([e, retrieved], dim=-1)
-        prediction = torch.tanh(z @ self.dec_w1 + self.dec_b1) @ self.dec_w2 + self.dec_b2
+        hidden = torch.tanh(torch.addmm(self.dec_b1, torch.cat([e, retrieved], dim=-1), self.dec_w1))
+        prediction = torch.addmm(self.dec_b2, hidden, self.dec_w2)
         return (*new_w, *new_s, retrieved, prediction, score, updated, bypass)
 
 
 class TorchHostRunner:
-    """``step(state, embeddings, learn)`` in torch; ``device`` "auto" picks CUDA when present."""
+    """``step(state, embeddings, learn)`` in torch; ``device`` "auto" picks CUDA when present.
+
+    ``threads`` (CPU): the step's tensors are tiny, so intra-op threads only add hand-offs, and
+    on a busy machine OpenMP's spinning made it ~10x slower in our measurements; the default is 1.
+    ``torch.set_num_threads`` is process-wide, so pass ``None`` to leave torch's setting alone.
+    """
 
     name = "torch"
 
     def __init__(self, model: LiquidTitanModel, device: str = "auto", dtype: str = "float32",
-                 compile: bool = False, threads: int | None = None):
+                 compile: bool = False, threads: int | None = 1):
         if dtype not in _DTYPES:
             raise ConfigError(f"torch host dtype {dtype!r}: expected one of {sorted(_DTYPES)}")
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if threads is not None:
+        if threads is not None and device == "cpu":
             torch.set_num_threads(int(threads))
         self.memory, self.decoder = model.memory, model.decoder
         self.device = torch.device(device)
         self.dtype = _DTYPES[dtype]
         self.np_dtype = np.float64 if dtype == "float64" else np.float32
-        self.module = _Step(model, self.dtype).to(self.device).eval()
+        self.module = _Step(model, self.dtype, branchless=compile).to(self.device).eval()
         self.compiled = bool(compile)
         self._fn = torch.compile(self.module, dynamic=True) if compile else self.module
         self._theta0 = [torch.as_tensor(np.asarray(w, np.float64), dtype=self.dtype, device=self.device)
