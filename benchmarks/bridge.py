@@ -215,9 +215,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the step benchmark")
     ap.add_argument("--skip-titans", action="store_true")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     step = memory_step_rows(args)
     bridge = bridge_rows(args)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    load_after = os.getloadavg()[0]
+    machine = (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+               f"1-min load average {load_before:.1f} before / {load_after:.1f} after (other "
+               f"processes share these CPUs: tail latencies include their scheduling delays)")
     lines = ["# Bridge and host memory benchmark", "",
              f"`python benchmarks/bridge.py` on {machine}; width {WIDTH} (embedding and memory).", "",
              "| memory step (every step learns) | time | throughput | vs titans-pytorch |",

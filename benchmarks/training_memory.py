@@ -19,6 +19,7 @@ import sys
 CHILD = r"""
 import json, resource, sys, time
 import torch
+import torchdiffeq  # imported by every run, so the baseline includes it too
 from liquidedge.model.ltc import LTCEncoder
 cfg = json.loads(sys.argv[1])
 torch.set_num_threads(cfg["threads"])

@@ -4,7 +4,6 @@ numpy reference - alone and talking gRPC to a real host."""
 import gzip
 import io
 import json
-import os
 import subprocess
 import sys
 import tarfile
@@ -316,3 +315,17 @@ def test_bundle_energy_measures_with_the_boards_meter(model_dir, tmp_path):
                             allow_short_window=True)
     assert row.method == "measured" and row.source == "rapl:package-0" and row.device == "x86-host"
     assert row.latency_ms > 0 and len(row.detail["measurement"]["trials"]) == 3
+
+
+def test_an_artefact_of_another_model_or_runtime_is_refused(model_dir, tmp_path):
+    from liquidedge.exporters.lava import export_lava
+    from liquidedge.exporters.onnx import export_onnx
+    from liquidedge.ir import load_model
+
+    other = random_model(n_features=len(SPEC.features), feedback=2, hidden=24, seed=99)
+    art = export_onnx(other.perception, tmp_path / "other.onnx", 64, other.content_hash())
+    with pytest.raises(DeployError, match="exported from model"):
+        build_bundle(model_dir, "jetson-orin-nano", tmp_path / "b.tar.gz", artefact=art)
+    lava = export_lava(load_model(model_dir), tmp_path / "lava", steps=64)
+    with pytest.raises(ConfigError, match="not one rpi5 can use"):
+        build_bundle(model_dir, "rpi5", tmp_path / "c.tar.gz", artefact=lava)

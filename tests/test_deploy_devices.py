@@ -2,11 +2,11 @@
 installed into a fresh virtual environment from its own requirements.txt (no torch there), then
 verified and run on real E-mini ticks and compared with the numpy reference and with the same
 artefact run here."""
-import json
 import os
 import subprocess
 import sys
 import venv
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ from liquidedge.data import DataSpec, build_dataset
 from liquidedge.data.features import Normaliser
 from liquidedge.deploy.bundle import build_bundle
 from liquidedge.deploy.device import run_bundle
-from liquidedge.deploy.manifest import read_manifest
+from liquidedge.deploy.manifest import read_manifest, sha256_bytes
 from liquidedge.deploy.verify import extract_bundle, verify_bundle
 from liquidedge.errors import DeployError
 from liquidedge.ir import load_model, random_model, save_model
@@ -42,14 +42,41 @@ def model_dir(tmp_path_factory, events):
     return save_model(m, tmp_path_factory.mktemp("devices") / "model")
 
 
+@dataclass
+class Built:
+    archive: Path
+    bundle_dir: Path
+    manifest: dict
+    manifest_sha256: str
+
+    @property
+    def selftest_error(self) -> float:
+        return self.manifest["selftest"]["workstation_error"]
+
+    @property
+    def selftest_tolerance(self) -> float:
+        return self.manifest["selftest"]["tolerance"]
+
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory, model_dir):
-    """Both device bundles, built the default way: each exports the artefact its profile prefers."""
+    """Both device bundles, built the default way: each exports the artefact its profile prefers.
+
+    The Pi bundle is built by the CLI in a child process: the LiteRT converter sets this
+    process's multiprocessing start method, which Lava (imported by other tests) refuses."""
     d = tmp_path_factory.mktemp("bundles")
+    proc = subprocess.run([sys.executable, "-m", "liquidedge.cli.app", "deploy", "build", str(model_dir),
+                           "--device", "rpi5", "-o", str(d / "rpi5.tar.gz")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    build_bundle(model_dir, "jetson-orin-nano", d / "jetson-orin-nano.tar.gz")
     out = {}
     for device in ("rpi5", "jetson-orin-nano"):
-        res = build_bundle(model_dir, device, d / f"{device}.tar.gz")
-        out[device] = (res, extract_bundle(res.path, d / device))
+        archive = d / f"{device}.tar.gz"
+        bundle_dir = extract_bundle(archive, d / device)
+        raw = (bundle_dir / "manifest.json").read_bytes()
+        out[device] = Built(archive, bundle_dir, read_manifest(bundle_dir), sha256_bytes(raw))
+    assert out["rpi5"].manifest_sha256 in proc.stdout.replace("\n", "")
     return out
 
 
@@ -70,17 +97,16 @@ def device_venv(tmp_path_factory, bundles):
     root = tmp_path_factory.mktemp("venv") / "device"
     venv.EnvBuilder(with_pip=True, system_site_packages=False, clear=True).create(root)
     py = root / "bin" / "python"
-    for _, bundle_dir in bundles.values():
+    for b in bundles.values():
         proc = subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                               "-r", str(bundle_dir / "requirements.txt")],
+                               "-r", str(b.bundle_dir / "requirements.txt")],
                               capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
     return py
 
 
 def test_each_profile_gets_its_artefact(bundles):
-    rpi, _ = bundles["rpi5"]
-    jet, _ = bundles["jetson-orin-nano"]
+    rpi, jet = bundles["rpi5"], bundles["jetson-orin-nano"]
     p = rpi.manifest["perception"]
     assert (p["target"], p["precision"]) == ("litert", "int8-static")
     assert p["artefact"].endswith(".tflite") and p["runner_options"] == {"threads": 4}
@@ -95,8 +121,8 @@ def test_each_profile_gets_its_artefact(bundles):
 
 
 def test_a_tampered_artefact_is_refused(bundles, tmp_path):
-    res, _ = bundles["rpi5"]
-    bundle_dir = extract_bundle(res.path, tmp_path)
+    res = bundles["rpi5"]
+    bundle_dir = extract_bundle(res.archive, tmp_path)
     art = bundle_dir / res.manifest["perception"]["artefact"]
     data = bytearray(art.read_bytes())
     data[-100] ^= 0xFF
@@ -115,7 +141,8 @@ def test_fresh_venv_has_no_torch(device_venv):
 @pytest.mark.parametrize("device", ["rpi5", "jetson-orin-nano"])
 def test_bundle_verifies_and_runs_in_the_fresh_venv(device, bundles, device_venv, ticks_csv, events,
                                                    model_dir, tmp_path):
-    res, bundle_dir = bundles[device]
+    res = bundles[device]
+    bundle_dir = res.bundle_dir
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run([str(device_venv), "run.py", "verify", "--manifest-sha256", res.manifest_sha256],
                           cwd=bundle_dir, capture_output=True, text=True, timeout=300, env=env)
@@ -137,4 +164,4 @@ def test_bundle_verifies_and_runs_in_the_fresh_venv(device, bundles, device_venv
     want = ref.run_stream(load_model(model_dir), data.x, data.dt_s, data.mask, memory_on=False)
     tol = 1e-4 if res.manifest["perception"]["precision"] == "fp32" else 2 * res.selftest_tolerance
     np.testing.assert_allclose(got["embedding"], want["embedding"], atol=tol)
-    assert read_manifest(bundle_dir)["name"] == res.name
+    assert read_manifest(bundle_dir)["name"] == bundle_dir.name

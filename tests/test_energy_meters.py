@@ -71,10 +71,10 @@ def test_rapl_energy_between_readings_across_a_wrap(tmp_path):
 
 
 def test_rapl_tracker_follows_several_wraps(tmp_path):
-    """A counter that wraps every ~0.1 s is integrated right because the tracker polls faster."""
+    """A counter that wraps every ~0.25 s is integrated right because the tracker polls faster."""
     root = copy_tree("rapl", tmp_path)
     pkg = root / RAPL_PKG
-    mx = 99_999
+    mx = 249_999
     write_atomic(pkg / "max_energy_range_uj", str(mx))
     write_atomic(pkg / "energy_uj", "0")
     power_w = 1.0
@@ -91,12 +91,12 @@ def test_rapl_tracker_follows_several_wraps(tmp_path):
     try:
         meter = RaplMeter(root)
         with EnergyTracker(meter, interval_s=0.01) as tr:
-            time.sleep(0.6)
+            time.sleep(0.8)
     finally:
         stop.set()
         th.join()
     assert tr.joules == pytest.approx(power_w * tr.seconds, rel=0.05)
-    assert tr.joules > 5 * (mx + 1) / 1e6  # it really wrapped several times
+    assert tr.joules > 3 * (mx + 1) / 1e6  # it really wrapped several times
 
 
 def test_rapl_garbage_and_out_of_range_values_are_refused(tmp_path):

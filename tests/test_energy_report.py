@@ -5,7 +5,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -15,7 +14,6 @@ from liquidedge.energy.report import energy_row, energy_table, plot_energy, targ
 from liquidedge.errors import ConfigError, EnergyMeterError
 from liquidedge.exporters.onnx import export_onnx
 from liquidedge.ir import random_model, save_model
-from liquidedge.targets.base import load_runner
 from liquidedge.targets.numpy_ref import ReferenceRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -68,6 +66,7 @@ class ChargingRunner:
 
     def encode(self, x, dt, mask=None):
         out = self.runner.encode(x, dt, mask)
+        time.sleep(0.002)  # as slow as a small board: leaves the GIL to the meter threads
         self.sim.charge(self.charge_uj)
         return out
 
@@ -79,7 +78,7 @@ def test_measured_row_uses_the_meter_and_reports_the_spread(tmp_path):
     with SimulatedPackage(root, idle_w=0.3, max_uj=10**9) as sim:
         runner = ChargingRunner(ReferenceRunner(g, 8), sim, 1500)
         row = energy_row("numpy", runner, "fp32", "x86-host", measure=True, meter=RaplMeter(root),
-                         window_s=0.3, idle_s=0.2, trials=3, allow_short_window=True)
+                         window_s=0.5, idle_s=0.2, trials=3, allow_short_window=True)
     assert row.method == "measured" and row.source == "rapl:package-0"
     assert row.uj == pytest.approx(1500, rel=0.15)
     assert row.low_uj <= row.uj <= row.high_uj
@@ -108,7 +107,7 @@ def test_energy_cli_prints_the_table_and_writes_png_and_json(model_dir, tmp_path
     res = CliRunner(env={"COLUMNS": "160"}).invoke(app, ["energy", str(model_dir), "--device", "jetson-orin-nano",
                                    "--png", str(tmp_path / "e.png"), "--json", str(tmp_path / "e.json")])
     assert res.exit_code == 0, res.output
-    assert "µJ/inference" in res.output and "int8-dynamic" in res.output and "onnxruntime" in res.output
+    assert "µJ/inf" in res.output and "int8-dynamic" in res.output and "onnxruntime" in res.output
     assert (tmp_path / "e.png").is_file()
     rows = json.loads((tmp_path / "e.json").read_text())
     assert len(rows) == 3 and {r["device"] for r in rows} == {"jetson-orin-nano"}

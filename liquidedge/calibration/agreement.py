@@ -118,22 +118,17 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _metrics(model: LiquidTitanModel, prediction: np.ndarray, dataset, index: np.ndarray) -> dict[str, float]:
-    """Prediction quality against the data's targets, for the outputs the decoder names."""
-    out: dict[str, float] = {}
-    if dataset is None or not hasattr(dataset, "target_valid"):
-        return out
-    valid = np.asarray(dataset.target_valid)[index].astype(bool)
-    if not valid.any():
-        return out
-    names = list(model.decoder.outputs)
-    if "log_vol" in names:
-        err = prediction[valid, names.index("log_vol")] - np.asarray(dataset.target_logvol)[index][valid]
-        out["log_vol_mse"] = float(np.mean(err ** 2))
-    if "direction_logit" in names:
-        target = np.asarray(dataset.target_dir)[index][valid]
-        guess = np.sign(prediction[valid, names.index("direction_logit")])
-        out["direction_accuracy"] = float(np.mean(guess == np.sign(target)))
-    return out
+    """The training task's own quality metrics (``model.targets.prediction_metrics``) on these
+    windows; empty when the data carries no targets or the decoder's outputs name no known task."""
+    from liquidedge.model.targets import TASKS, prediction_metrics
+
+    task = next((name for name, outputs in TASKS.items() if tuple(model.decoder.outputs) == outputs), None)
+    if dataset is None or task is None or not hasattr(dataset, "take"):
+        return {}
+    try:
+        return prediction_metrics(prediction, dataset.take(index), task)
+    except ConfigError:
+        return {}
 
 
 def agreement_report(model: LiquidTitanModel, runner, held_out: StreamWindows, *, dataset=None,

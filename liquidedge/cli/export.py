@@ -46,7 +46,7 @@ def export_cmd(
     int8: Optional[str] = typer.Option(None, "--int8", help="static, dynamic or weight (LiteRT only)."),
     calib: int = typer.Option(256, "--calib", help="Calibration windows for static int8."),
     method: str = typer.Option("minmax", "--method", help="minmax, entropy or percentile (ONNX)."),
-    scope: str = typer.Option("matmul", "--scope", help="Static int8 scope: input, matmul or all."),
+    scope: str = typer.Option("recurrent", "--scope", help="Static int8 scope: recurrent, matmul or all."),
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration-window draw."),
     events: Optional[Path] = typer.Option(None, "--events", help="Event file to calibrate on "
                                           "(default: the E-mini sample)."),

@@ -172,7 +172,8 @@ def device_requirements(profile: DeviceProfile, runtime: str) -> dict[str, str]:
 def requirements_text(name: str, profile: DeviceProfile, reqs: dict[str, str]) -> str:
     lines = [f"# Device requirements of liquidedge bundle {name} ({profile.name}).",
              "# numpy + the perception runtime + the bridge client. No torch.",
-             "# Install: python3 -m venv .venv && .venv/bin/pip install -r requirements.txt"]
+             "# Install into a venv OUTSIDE the bundle directory (verify refuses unlisted files):",
+             "#   python3 -m venv ~/edge-venv && ~/edge-venv/bin/pip install -r requirements.txt"]
     lines += [f"# {n}" for n in profile.notes]
     lines += [f"{pkg}{spec}" for pkg, spec in sorted(reqs.items())]
     return "\n".join(lines) + "\n"
@@ -186,13 +187,14 @@ def _tar_bytes(stage: Path, top: str, out: Path) -> None:
     tmp = out.with_name(out.name + ".part")
     with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        dirs = sorted({p.parent.as_posix() for p in map(Path, list_files(stage))} - {"."})
-        all_dirs = sorted({str(Path(*Path(d).parts[:i])) for d in dirs for i in range(1, len(Path(d).parts) + 1)})
+        files = list_files(stage)
+        parents = {Path(f).parent for f in files}
+        all_dirs = sorted({Path(*d.parts[:i]).as_posix() for d in parents for i in range(1, len(d.parts) + 1)})
         for d in [""] + all_dirs:
             info = tarfile.TarInfo(f"{top}/{d}".rstrip("/"))
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
             tf.addfile(info)
-        for rel in list_files(stage):
+        for rel in files:
             data = (stage / rel).read_bytes()
             info = tarfile.TarInfo(f"{top}/{rel}")
             info.size, info.mtime = len(data), 0
@@ -240,11 +242,11 @@ def build_bundle(model_dir: str | os.PathLike, device: str, out: str | os.PathLi
             if runtime is not None and runtime != am.target:
                 raise DeployError(f"--runtime {runtime} but the artefact is for {am.target}")
             runtime = am.target
-        else:
-            runtime = runtime or profile.runtime
-            if runtime not in ("numpy", profile.runtime) + profile.fallback_runtimes:
-                raise ConfigError(f"runtime {runtime!r} is not one {profile.name} can use "
-                                  f"({(profile.runtime,) + profile.fallback_runtimes})")
+        runtime = runtime or profile.runtime
+        usable = (profile.runtime,) + profile.fallback_runtimes + ("numpy",)
+        if runtime not in usable:
+            raise ConfigError(f"runtime {runtime!r} is not one {profile.name} can use (one of {usable})")
+        if artefact is None:
             if runtime != "numpy":
                 say(f"exporting the {profile.precision} {runtime} artefact")
                 artefact = export_for_profile(model_dir, profile, runtime, tmp / "export", say)

@@ -196,3 +196,7 @@ def main(argv: list[str] | None = None, bundle_dir: str | Path | None = None) ->
     except (LiquidEdgeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        print(f"error: {exc}; install this bundle's requirements: pip install -r requirements.txt",
+              file=sys.stderr)
+        return 2

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from liquidedge.deploy.manifest import (MANIFEST, SELFTEST, check_relative, list_files, parse_manifest,
-                                        read_manifest, sha256_bytes, sha256_path)
+                                        sha256_bytes, sha256_path)
 from liquidedge.errors import DeployError
 
 
@@ -255,4 +255,4 @@ def load_verified(bundle_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 __all__ = ["VerifyReport", "PackageCheck", "verify_bundle", "verify_files", "run_selftest",
-           "extract_bundle", "load_verified", "satisfies", "read_manifest"]
+           "extract_bundle", "load_verified", "satisfies"]

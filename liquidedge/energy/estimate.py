@@ -80,13 +80,14 @@ def _weight_level(weight_bytes: int, profile: DeviceProfile) -> tuple[str, float
     return "DRAM", DRAM_PJ[0], DRAM_PJ[1]
 
 
+def _mac_pj(dtype: str) -> float:
+    return MUL_PJ["int8"] + ADD_PJ["int32"] if dtype == "int8" else MUL_PJ[dtype] + ADD_PJ[dtype]
+
+
 def _compute_pj(c: OpCounts) -> tuple[float, float]:
     """(matmul pJ, elementwise pJ) at 45 nm."""
-    if c.matmul_dtype == "int8":
-        mac = MUL_PJ["int8"] + ADD_PJ["int32"]
-    else:
-        mac = MUL_PJ[c.matmul_dtype] + ADD_PJ[c.matmul_dtype]
-    matmul = c.macs * mac
+    in_dtype = c.input_dtype or c.matmul_dtype
+    matmul = c.input_macs * _mac_pj(in_dtype) + (c.macs - c.input_macs) * _mac_pj(c.matmul_dtype)
     if c.elementwise_dtype == "int8":
         requant = MUL_PJ["int32"] + 2 * ADD_PJ["int32"]
         ew = (c.adds * (ADD_PJ["int8"] + requant) + c.muls * (MUL_PJ["int8"] + requant)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 

@@ -47,13 +47,29 @@ _SOLVER_OPS: dict[str, tuple[int, int, int, int]] = {
 _RK4_MATMULS = 4
 
 
-def precision_dtypes(precision: str) -> tuple[str, str, int]:
-    """(matmul dtype, elementwise dtype, bytes per weight) of an artefact precision label."""
+INT8_SCOPES = ("input", "matmul", "all")
+_BYTES = {"fp64": 8, "fp32": 4, "fp16": 2, "int8": 1}
+
+
+def precision_dtypes(precision: str, int8_scope: str | None = None) -> tuple[str, str, str]:
+    """(input-projection dtype, recurrent/readout matmul dtype, elementwise dtype) of an artefact.
+
+    ``int8_scope`` refines "int8-static" the way the exporters record it in the manifest
+    (``details["int8_scope"]``): "input" quantises only the input projection, "matmul" every
+    matrix product, "all" (or unknown) the whole graph."""
     key = precision.lower()
     if key not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r} for the energy estimate "
                           f"(expected one of {sorted(PRECISIONS)})")
-    return PRECISIONS[key]
+    mm, ew, _ = PRECISIONS[key]
+    if key in ("int8-static", "int8") and int8_scope is not None:
+        if int8_scope not in INT8_SCOPES:
+            raise ConfigError(f"int8 scope {int8_scope!r}: expected one of {INT8_SCOPES}")
+        if int8_scope == "input":
+            return "int8", "fp32", "fp32"
+        if int8_scope == "matmul":
+            return "int8", "int8", "fp32"
+    return mm, mm, ew
 
 
 @dataclass(frozen=True)
@@ -61,7 +77,7 @@ class OpCounts:
     """Per-inference counts for one window of ``steps`` steps (batch of one)."""
 
     steps: int
-    macs: int                 # multiply-accumulates in matmuls
+    macs: int                 # multiply-accumulates in matmuls (all of them)
     adds: int                 # elementwise adds/subtractions
     muls: int                 # elementwise multiplies
     divs: int                 # elementwise divisions
@@ -73,19 +89,23 @@ class OpCounts:
     matmul_dtype: str
     elementwise_dtype: str
     sparse: bool
+    input_macs: int = 0       # of ``macs``, those of the input projection ...
+    input_dtype: str = ""     # ... which may run in another dtype (int8 scope "input")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def count_perception_ops(g: PerceptionGraph, steps: int, precision: str = "fp32",
-                         sparse: bool = False) -> OpCounts:
+                         sparse: bool = False, int8_scope: str | None = None) -> OpCounts:
     """Count the work of one inference of ``g`` over a window of ``steps`` steps."""
     if int(steps) < 1:
         raise ConfigError(f"steps must be >= 1, got {steps}")
     steps = int(steps)
-    mm_dtype, ew_dtype, wbytes = precision_dtypes(precision)
-    ew_bytes = {"fp64": 8, "fp32": 4, "fp16": 2, "int8": 1}[ew_dtype]
+    in_dtype, mm_dtype, ew_dtype = precision_dtypes(precision, int8_scope)
+    _, _, wbytes = PRECISIONS[precision.lower()]  # weight storage (int8-weight: 1 byte, float compute)
+    in_wbytes = 1 if in_dtype == "int8" else wbytes
+    ew_bytes = _BYTES[ew_dtype]
     f, h, u = g.n_inputs, g.hidden, g.unfolds
     rec = int(g.wiring.sum()) if sparse else h * h
     adds_u, muls_u, divs_u, sig_u = _SOLVER_OPS[g.solver]
@@ -97,9 +117,9 @@ def count_perception_ops(g: PerceptionGraph, steps: int, precision: str = "fp32"
     divs = steps * (u * divs_u * h)
     sigmoids = steps * (u * sig_u * h)
     vec_params = 3 * h                                 # bias, 1/tau, a
-    weight_elems_step = f * h + u * matmuls_per_unfold * rec
-    weight_bytes_read = steps * weight_elems_step * wbytes + steps * vec_params * ew_bytes
-    weight_bytes = (f * h + rec) * wbytes + vec_params * ew_bytes
+    weight_bytes_read = steps * (f * h * in_wbytes + u * matmuls_per_unfold * rec * wbytes) \
+        + steps * vec_params * ew_bytes
+    weight_bytes = f * h * in_wbytes + rec * wbytes + vec_params * ew_bytes
     if g.w_out is not None:
         e = g.embedding_dim
         macs += h * e
@@ -112,4 +132,5 @@ def count_perception_ops(g: PerceptionGraph, steps: int, precision: str = "fp32"
     return OpCounts(steps=steps, macs=macs, adds=adds, muls=muls, divs=divs, sigmoids=sigmoids,
                     weight_bytes_read=weight_bytes_read, weight_bytes=weight_bytes,
                     activation_bytes=activation_bytes, input_bytes=input_bytes,
-                    matmul_dtype=mm_dtype, elementwise_dtype=ew_dtype, sparse=sparse)
+                    matmul_dtype=mm_dtype, elementwise_dtype=ew_dtype, sparse=sparse,
+                    input_macs=steps * f * h, input_dtype=in_dtype)

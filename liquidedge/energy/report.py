@@ -150,7 +150,9 @@ def _row(name, runner, source, precision, profile, measure, model, meter, window
                                  "breakdown_uj": est["breakdown_uj"]})
 
     graph = _graph_for(runner, source, model)
-    counts = count_perception_ops(graph, man.steps, precision, sparse=False)
+    scope = man.details.get("int8_scope") if isinstance(man.details, dict) else None
+    counts = count_perception_ops(graph, man.steps, precision, sparse=False,
+                                  int8_scope=scope if precision == man.precision else None)
     est = estimate_energy(counts, profile)
     infer = lambda: runner.encode(x, dt, mask)  # noqa: E731
     if measure:
@@ -245,7 +247,8 @@ def plot_energy(rows: list[EnergyRow], png_path: str | os.PathLike, title: str |
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     for yi, v, h, r in zip(y, values, hi, rows):
-        ax.text(h * 1.2, yi, f"{v:.3g} µJ ({r.method})", va="center", fontsize=7)
+        ms = "" if r.latency_ms is None else f", {r.latency_ms:.2g} ms"
+        ax.text(h * 1.2, yi, f"{v:.3g} µJ{ms} ({r.method})", va="center", fontsize=7)
     ax.set_xlabel("energy per inference, µJ (log scale; whiskers: range; estimates are lower bounds)")
     devices = sorted({r.device for r in rows})
     ax.set_title(title or f"Energy per inference on {', '.join(devices)}", fontsize=10)
@@ -269,9 +272,9 @@ def rich_table(rows: list[EnergyRow]):
     devices = ", ".join(sorted({r.device for r in rows}))
     where = ", ".join(sorted({r.latency_on for r in rows}))
     t = Table(title=f"energy per inference on {devices} (one window, batch 1)",
-              caption=f"latency measured on: {where}")
-    for col, just in (("target", "left"), ("dtype", "left"), ("latency ms", "right"),
-                      ("µJ/inference", "right"), ("range µJ", "right"), ("method", "left")):
+              caption=f"ms: latency, measured on {where}; µJ/inf: energy per inference")
+    for col, just in (("target", "left"), ("dtype", "left"), ("ms", "right"),
+                      ("µJ/inf", "right"), ("range µJ", "right"), ("method", "left")):
         t.add_column(col, justify=just, no_wrap=True)
     for r in rows:
         t.add_row(r.target, r.dtype, "-" if r.latency_ms is None else f"{r.latency_ms:.3g}",

@@ -43,7 +43,7 @@ def default_artefact_name(target: str, int8: str | None, scope: str) -> str:
 
 def export_model(model_dir: str | os.PathLike, target: str, out: str | os.PathLike, *,
                  int8: str | None = None, calib_windows: int = 256, method: str = "minmax",
-                 scope: str = "matmul", data=None, seed: int = 0, feedback: str = "stream",
+                 scope: str = "recurrent", data=None, seed: int = 0, feedback: str = "stream",
                  batch_sizes=None, progress: Callable[[str], None] | None = None) -> Path:
     """Load ``model_dir`` (verified), build calibration windows if needed, write the artefact.
 

@@ -1,8 +1,8 @@
 """int8 versions of the LiteRT perception artefact, with ai-edge-quantizer recipes.
 
-The recipe is built per scope (see ``options``): the hoisted input projection is the
-FULLY_CONNECTED whose output is named after the module's ``proj`` layer, the recurrent products
-are the other FULLY_CONNECTED ops. The report reads the quantised flatbuffer back and lists
+The recipe is built per scope (see ``options``): the recurrent products are the
+FULLY_CONNECTED ops whose outputs are named after the module's ``rec`` (and ``readout``) layers,
+the hoisted input projection is the one named after ``proj``. The report reads the quantised flatbuffer back and lists
 which operators run on int8 tensors and which stay float (the solver's division among them).
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-_INPUT_PROJECTION_REGEX = ".*Linear_proj.*"
+_RECURRENT_REGEX = ".*Linear_(rec|readout).*"   # the module's recurrent and readout layers
 
 
 def _recipe(int8: str, scope: str):
@@ -25,7 +25,7 @@ def _recipe(int8: str, scope: str):
     from ai_edge_quantizer.recipe import TFLOperationName as Op
 
     rm = recipe_manager.RecipeManager()
-    regex = _INPUT_PROJECTION_REGEX if scope == "input" else ".*"
+    regex = _RECURRENT_REGEX if scope == "recurrent" else ".*"
     op = Op.ALL_SUPPORTED if scope == "all" else Op.FULLY_CONNECTED
     if int8 == "static":
         rm.add_static_config(regex=regex, operation_name=op, activation_num_bits=8, weight_num_bits=8)

@@ -118,21 +118,31 @@ class _Graph:
 
 
 def _inputs(b: _Graph, g: MemoryGraph, e: str) -> dict[str, str]:
-    """RMS-normalise, project to k, v, q and evaluate the lr/eta/alpha gates (as [B,1,1])."""
-    eps = g.eps
+    """RMS-normalise, project to k, q, v and the lr/eta/alpha gates with ONE MatMul, normalise k
+    and q together; k, q, v come out as row vectors [B,1,D], the gates as [B,1,1]."""
+    eps, d = g.eps, g.dim
     mean_sq = b.op("ReduceMean", b.mul(e, e), axes=[-1], keepdims=1)
     x = b.op("Div", e, b.op("Sqrt", b.add(mean_sq, b.const("eps", eps))))
-    k = b.unit(b.matmul(x, b.const("w_k", g.w_k)), eps)
-    v = b.matmul(x, b.const("w_v", g.w_v))
-    q = b.unit(b.matmul(x, b.const("w_q", g.w_q)), eps)
     gate_w = np.stack([g.w_lr, g.w_eta, g.w_alpha], axis=1)                  # [E,3]
-    gate_b = np.array([g.b_lr, g.b_eta, g.b_alpha])
-    gates = b.op("Sigmoid", b.add(b.matmul(x, b.const("gate_w", gate_w)), b.const("gate_b", gate_b)))
-    gates = b.mul(gates, b.const("gate_max", [g.lr_max, g.eta_max, 1.0]))    # [B,3]
+    w_all = np.concatenate([g.w_k, g.w_q, g.w_v, gate_w], axis=1)            # [E,3D+3]
+    b_all = np.concatenate([np.zeros(3 * d), [g.b_lr, g.b_eta, g.b_alpha]])
+    proj = b.add(b.matmul(x, b.const("w_all", w_all)), b.const("b_all", b_all))
+    from onnx import helper
+
+    kq, v, gates = (b._name(n) for n in ("kq", "v", "gates"))
+    b.nodes.append(helper.make_node("Split", [proj, b.ints("split", [2 * d, d, 3])], [kq, v, gates],
+                                    name=b._name("n_Split"), axis=1))
+    kq = b.op("Reshape", kq, b.ints("shape", [-1, 2, d]))                    # [B,2,D]
+    kq = b.unit(kq, eps)
+    k, q = b._name("k"), b._name("q")
+    b.nodes.append(helper.make_node("Split", [kq, b.ints("split", [1, 1])], [k, q],
+                                    name=b._name("n_Split"), axis=1))          # [B,1,D] each
+    gates = b.mul(b.op("Sigmoid", gates), b.const("gate_max", [g.lr_max, g.eta_max, 1.0]))
     gates = b.op("Unsqueeze", gates, b.ints("ax", [2]))                      # [B,3,1]
-    lr, eta, alpha = (b.op("Slice", gates, b.ints("s", [i]), b.ints("e", [i + 1]), b.ints("ax", [1]))
-                      for i in range(3))                                     # [B,1,1] each
-    return {"k": b.row(k), "v": b.row(v), "q": b.row(q), "lr": lr, "eta": eta, "alpha": alpha}
+    lr, eta, alpha = b._name("lr"), b._name("eta"), b._name("alpha")
+    b.nodes.append(helper.make_node("Split", [gates, b.ints("split", [1, 1, 1])], [lr, eta, alpha],
+                                    name=b._name("n_Split"), axis=1))          # [B,1,1] each
+    return {"k": k, "v": b.row(v), "q": q, "lr": lr, "eta": eta, "alpha": alpha}
 
 
 def _bias_grad(b: _Graph, g: MemoryGraph, r: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from liquidedge.errors import ConfigError, InputShapeError
-from liquidedge.exporters.options import check_int8, precision_name
+from liquidedge.exporters.options import DEFAULT_SCOPE, check_int8, precision_name
 from liquidedge.ir import PerceptionGraph
 from liquidedge.targets.base import ArtefactManifest, write_manifest
 from liquidedge.targets.onnxruntime import MODEL_HASH_KEY
@@ -41,7 +41,7 @@ def _check_calib(calib, g: PerceptionGraph, steps: int) -> None:
 
 
 def export_onnx(graph: PerceptionGraph, out_path: str | os.PathLike, steps: int, model_hash: str, *,
-                int8: str | None = None, calib=None, method: str = "minmax", scope: str = "matmul",
+                int8: str | None = None, calib=None, method: str = "minmax", scope: str = DEFAULT_SCOPE,
                 form: str = "unrolled", feature_spec: dict[str, Any] | None = None,
                 calib_batch: int = 64) -> Path:
     """Write ``out_path`` (.onnx) and its manifest; return the artefact path.
@@ -63,9 +63,9 @@ def export_onnx(graph: PerceptionGraph, out_path: str | os.PathLike, steps: int,
     started = time.perf_counter()
     meta = _metadata(graph, int(steps), model_hash, form, feature_spec)
     # the integer paths of ORT need each recurrent product as a MatMul, not a Gemm with a varying bias
-    split_bias = int8 == "dynamic" or (int8 == "static" and scope != "input")
-    # static int8: every input channel scaled to the calibrated range [-1, 1] inside the graph
-    input_scale = calib.channel_absmax() if int8 == "static" and scope != "all" else None
+    split_bias = int8 in ("static", "dynamic")
+    # static int8 of the input projection: every input channel scaled to its calibrated |max|
+    input_scale = calib.channel_absmax() if int8 == "static" and scope == "matmul" else None
     model = build_perception_model(graph, steps, form, meta, split_bias=split_bias,
                                    input_scale=input_scale)
     details: dict[str, Any] = {
@@ -73,14 +73,16 @@ def export_onnx(graph: PerceptionGraph, out_path: str | os.PathLike, steps: int,
                                         "step size d = dt*mask/unfolds", "solver coefficients"],
         "recurrence": ("scaled shifted state s = (h - a) / |a|" if graph.solver in ("fused", "euler")
                        else "plain state"),
-        "input_scaling": "per-channel calibrated |x| max folded into w_in" if input_scale is not None else None,
+        "input_scaling": (None if input_scale is None else
+                          "each input channel divided by its calibrated |max|, folded into w_in"),
         "recurrent_product": "MatMul + Add" if split_bias else "Gemm",
         "solver": graph.solver, "unfolds": graph.unfolds, "opset": model.opset_import[0].version,
         "graph_ops": operator_counts(model)}
     if int8 == "static":
         from liquidedge.calibration.readers import ort_reader
 
-        model, qinfo = onnx_quant.quantize_static_qdq(model, ort_reader(calib, calib_batch), scope, method)
+        model, qinfo = onnx_quant.quantize_static_qdq(model, ort_reader(calib, calib_batch), scope, method,
+                                                      state_range=_state_range(graph))
         qinfo["calibration"] = {"n_windows": len(calib), **calib.info}
     elif int8 == "dynamic":
         model, qinfo = onnx_quant.quantize_dynamic_int8(model)
@@ -103,6 +105,12 @@ def export_onnx(graph: PerceptionGraph, out_path: str | os.PathLike, steps: int,
         embedding_dim=graph.embedding_dim, precision=precision_name(int8), model_hash=model_hash,
         details=details))
     return out
+
+
+def _state_range(g: PerceptionGraph) -> tuple[float, float] | None:
+    """The box the recurrent products' input provably stays in (fused solver: the scaled state
+    s = (h - a)/|a| lies in [-1, 1] for any dt), so its int8 range needs no calibration."""
+    return (-1.0, 1.0) if g.solver == "fused" else None
 
 
 def _restore_metadata(model, meta: dict[str, str]) -> None:

@@ -95,7 +95,7 @@ def _hoisted(b: _Builder, g: PerceptionGraph, steps: int, shifted: bool,
     if shifted:  # h = s*c + a, so h @ w_rec = s @ (c w_rec) + a @ w_rec: the constant joins the bias
         bias = bias + g.a.astype(np.float64) @ g.w_rec.astype(np.float64)
     x, w_in = "x", g.w_in.astype(np.float64)
-    if input_scale is not None:  # x / r in the graph, r folded into w_in: same product, even ranges
+    if input_scale is not None:  # x / r in the graph, r folded into w_in: the same product
         r = np.asarray(input_scale, np.float64)
         x = b.op("Mul", ["x", b.const("inv_input_scale", (1.0 / r).astype(f32))], "x_scaled")
         w_in = r[:, None] * w_in

@@ -17,6 +17,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from liquidedge.errors import ConfigError
 from liquidedge.exporters.onnx_graph import INPUT_PROJECTION, READOUT, RECURRENT
 
@@ -30,21 +32,36 @@ def _scope_nodes(model, scope: str) -> list[str] | None:
     if scope == "all":
         return None
     names = [n.name for n in model.graph.node]
-    if scope == "input":
-        return [INPUT_PROJECTION]
-    return [n for n in names if n == INPUT_PROJECTION or n == READOUT or n.startswith(RECURRENT)]
+    recurrent = [n for n in names if n == READOUT or n.startswith(RECURRENT)]
+    return recurrent + ([INPUT_PROJECTION] if scope == "matmul" else [])
 
 
-def quantize_static_qdq(model, reader, scope: str, method: str) -> tuple[Any, dict[str, Any]]:
-    """Calibrate on ``reader`` (an ORT ``CalibrationDataReader``) and return the QDQ model."""
+def _state_overrides(model, state_range: tuple[float, float] | None) -> dict[str, Any]:
+    """Fix the int8 range of what each recurrent product reads to the state's provable box."""
+    if state_range is None:
+        return {}
+    lo, hi = state_range
+    return {n.input[0]: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}]
+            for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith(RECURRENT)}
+
+
+def quantize_static_qdq(model, reader, scope: str, method: str,
+                        state_range: tuple[float, float] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Calibrate on ``reader`` (an ORT ``CalibrationDataReader``) and return the QDQ model.
+
+    Each product keeps a float output (ORT runs it as MatMulIntegerToFloat: integer inputs,
+    float result), so only its inputs are rounded; ``state_range`` fixes the range of the state
+    the recurrent products read instead of measuring it.
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
-    if model.graph.node and any(n.op_type == "Scan" for n in model.graph.node):
+    if any(n.op_type == "Scan" for n in model.graph.node):
         raise ConfigError("static int8 needs the unrolled graph form (the quantiser does not "
                           "calibrate inside a Scan body)")
+    overrides = _state_overrides(model, state_range)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(model, src)
@@ -53,10 +70,12 @@ def quantize_static_qdq(model, reader, scope: str, method: str) -> tuple[Any, di
                         nodes_to_quantize=_scope_nodes(model, scope), calibrate_method=methods[method],
                         calibration_providers=["CPUExecutionProvider"],
                         extra_options={"MatMulConstBOnly": False, "OpTypesToExcludeOutputQuantization": ["MatMul"],
-                                       "CalibMaxIntermediateOutputs": 64})
+                                       "CalibMaxIntermediateOutputs": 64, "TensorQuantOverrides": overrides})
         quantised = onnx.load(dst)
     return quantised, {"format": "QDQ", "weights": "int8 per-channel (symmetric)",
-                       "activations": "uint8 per-tensor (asymmetric)", "calibration_method": method}
+                       "activations": "uint8 per-tensor (asymmetric); product outputs stay float",
+                       "calibration_method": method,
+                       "state_range": None if state_range is None else list(state_range)}
 
 
 def quantize_dynamic_int8(model) -> tuple[Any, dict[str, Any]]:

@@ -3,11 +3,15 @@
 ``int8`` picks the scheme (``None`` = fp32, ``"static"`` = calibrated int8 weights *and*
 activations, ``"dynamic"`` = int8 weights with activations quantised at run time, ``"weight"`` =
 int8 weights computed in float). ``scope`` says which operators a static scheme quantises,
-because on this small recurrent graph that choice decides whether int8 is fast or slow:
+because on this small recurrent graph that choice decides whether int8 is accurate and fast:
 
-* ``input``  - only the hoisted input projection (one matrix product for all T steps);
-* ``matmul`` - every matrix product (input projection, recurrent weights, readout);
-* ``all``    - everything the quantiser supports (full integer as far as the runtime goes).
+* ``recurrent`` (default) - the per-step products ``state @ w_rec`` (and the readout). Their input
+  is the LTC state, which the maths keeps inside a known box (the scaled state lies in [-1, 1]),
+  so its int8 range cannot be outgrown by windows the calibration never saw;
+* ``matmul`` - also the hoisted input projection, whose input (the features) has calibrated ranges
+  that later data can leave (measured: the E-mini held-out day's volumes exceed the training day's);
+* ``all``    - everything the quantiser supports (full integer as far as the runtime goes,
+  including x, dt and mask inputs for LiteRT: measured to be far less accurate).
 
 The solver's division and the state update stay in float in every scope: they are listed in the
 export report, not hidden.
@@ -17,7 +21,8 @@ from __future__ import annotations
 from liquidedge.errors import ConfigError
 
 INT8_MODES = ("static", "dynamic", "weight")
-SCOPES = ("input", "matmul", "all")
+SCOPES = ("recurrent", "matmul", "all")
+DEFAULT_SCOPE = "recurrent"
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from liquidedge.errors import ConfigError, InputShapeError
-from liquidedge.exporters.options import check_int8, precision_name
+from liquidedge.exporters.options import DEFAULT_SCOPE, check_int8, precision_name
 from liquidedge.ir import PerceptionGraph
 from liquidedge.targets.base import ArtefactManifest, write_manifest
 
@@ -32,10 +32,11 @@ _CONVERTED: dict[str, bytes] = {}
 
 
 def _graph_key(g: PerceptionGraph, steps: int, batch_sizes: tuple[int, ...],
-               input_scale: np.ndarray | None) -> str:
+               ranges: dict[str, np.ndarray] | None) -> str:
     h = hashlib.sha256(repr((g.settings(), steps, batch_sizes)).encode())
-    if input_scale is not None:
-        h.update(np.asarray(input_scale, np.float64).tobytes())
+    for name, value in sorted((ranges or {}).items()):
+        h.update(name.encode())
+        h.update(np.asarray(value, np.float64).tobytes())
     for name, arr in sorted(g.arrays().items()):
         h.update(name.encode())
         h.update(np.ascontiguousarray(arr, np.float32).tobytes())
@@ -47,9 +48,10 @@ def _signature_name(batch: int) -> str:
 
 
 def convert_fp32(g: PerceptionGraph, steps: int, batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
-                 input_scale: np.ndarray | None = None) -> bytes:
-    """The fp32 flatbuffer with one signature per batch size (inputs x, dt, mask)."""
-    key = _graph_key(g, steps, batch_sizes, input_scale)
+                 ranges: dict[str, np.ndarray] | None = None) -> bytes:
+    """The fp32 flatbuffer with one signature per batch size (inputs x, dt, mask); ``ranges``
+    rescales channels for static int8 (see ``tflite_module.PerceptionModule``)."""
+    key = _graph_key(g, steps, batch_sizes, ranges)
     if key in _CONVERTED:
         return _CONVERTED[key]
     import torch
@@ -59,7 +61,7 @@ def convert_fp32(g: PerceptionGraph, steps: int, batch_sizes: tuple[int, ...] = 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         import litert_torch
 
-        module = PerceptionModule(g, steps, input_scale).eval()
+        module = PerceptionModule(g, steps, ranges).eval()
         converter = None
         for batch in batch_sizes:
             sample = {"x": torch.zeros(batch, steps, g.n_inputs), "dt": torch.ones(batch, steps),
@@ -81,7 +83,7 @@ def _check_batch_sizes(batch_sizes) -> tuple[int, ...]:
 
 
 def export_tflite(graph: PerceptionGraph, out_path: str | os.PathLike, steps: int, model_hash: str, *,
-                  int8: str | None = None, calib=None, method: str = "minmax", scope: str = "matmul",
+                  int8: str | None = None, calib=None, method: str = "minmax", scope: str = DEFAULT_SCOPE,
                   batch_sizes=DEFAULT_BATCH_SIZES, feature_spec: dict[str, Any] | None = None) -> Path:
     """Write ``out_path`` (.tflite) and its manifest; return the artefact path.
 
@@ -103,9 +105,15 @@ def export_tflite(graph: PerceptionGraph, out_path: str | os.PathLike, steps: in
     from liquidedge.exporters import litert_quant
 
     started = time.perf_counter()
-    # static int8: every input channel scaled to its calibrated range inside the graph
-    input_scale = calib.channel_absmax() if int8 == "static" and scope != "all" else None
-    content = convert_fp32(graph, steps, sizes, input_scale)
+    # static int8: every channel of each quantised tensor brought to its calibrated range [-1, 1]
+    ranges = None
+    if int8 == "static" and scope != "all":
+        from liquidedge.exporters.tflite_module import int8_ranges
+
+        ranges = int8_ranges(graph, calib.x, calib.dt, calib.mask)
+        if scope == "recurrent":  # the input projection stays float: no need to rescale it
+            ranges = {"recurrent": ranges["recurrent"]}
+    content = convert_fp32(graph, steps, sizes, ranges)
     signatures = {_signature_name(b): b for b in sizes}
     details: dict[str, Any] = {
         "graph_form": "unrolled", "converter": "litert-torch",
@@ -113,7 +121,9 @@ def export_tflite(graph: PerceptionGraph, out_path: str | os.PathLike, steps: in
                     "step size d = dt*mask/unfolds", "solver coefficients"],
         "recurrence": ("scaled shifted state s = (h - a) / |a|" if graph.solver in ("fused", "euler")
                        else "plain state"),
-        "input_scaling": "per-channel calibrated |x| max folded into w_in" if input_scale is not None else None,
+        "channel_scaling": (None if ranges is None else
+                            "calibrated per-channel |max| of the input, projection and recurrent outputs "
+                            "folded into the weights, restored in float after each product"),
         "solver": graph.solver, "unfolds": graph.unfolds, "signatures": signatures,
         "feature_spec": feature_spec or {"n_inputs": graph.n_inputs}}
     if int8 is not None:

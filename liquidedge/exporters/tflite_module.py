@@ -25,8 +25,14 @@ def _t(a: np.ndarray) -> torch.Tensor:
 class PerceptionModule(nn.Module):
     """``forward(x [B,T,F], dt [B,T], mask [B,T]) -> embedding [B,E]``, weights frozen as buffers."""
 
-    def __init__(self, g: PerceptionGraph, steps: int, input_scale: np.ndarray | None = None):
+    def __init__(self, g: PerceptionGraph, steps: int, ranges: dict[str, np.ndarray] | None = None):
+        """``ranges`` (for static int8; see ``int8_ranges``) rescales the products so that every
+        channel of each quantised tensor spans about [-1, 1]: the input channels (``input``, divided
+        before the projection), the projection's and the recurrent product's output units
+        (``projection``/``recurrent``, divided inside the weights and multiplied back in float
+        after the product). The function computed is the same; only int8 rounding sees it."""
         super().__init__()
+        ranges = ranges or {}
         self.solver = g.solver
         self.unfolds = g.unfolds
         self.steps = int(steps)
@@ -38,11 +44,19 @@ class PerceptionModule(nn.Module):
         if shifted:  # state s = (h - a) / c; h @ w_rec = s @ (c w_rec) + a @ w_rec
             bias = bias + g.a.astype(np.float64) @ w_rec
             w_rec = scale[:, None] * w_rec
-        self.input_scaled = input_scale is not None
-        if self.input_scaled:  # x / r, with r folded into w_in: same product, even channel ranges
-            r = np.asarray(input_scale, np.float64)
+        self.scaled = {k: k in ranges for k in ("input", "projection", "recurrent")}
+        if "input" in ranges:  # x / r, r folded into w_in
+            r = np.asarray(ranges["input"], np.float64)
             self.register_buffer("inv_input_scale", _t(1.0 / r))
             w_in = r[:, None] * w_in
+        if "projection" in ranges:
+            p = np.asarray(ranges["projection"], np.float64)
+            self.register_buffer("projection_scale", _t(p))
+            w_in, bias = w_in / p[None, :], bias / p
+        if "recurrent" in ranges:
+            q = np.asarray(ranges["recurrent"], np.float64)
+            self.register_buffer("recurrent_scale", _t(q))
+            w_rec = w_rec / q[None, :]
         # nn.Linear weights become FULLY_CONNECTED ops with constant filters: what the quantiser targets
         self.proj = nn.Linear(g.n_inputs, g.hidden)
         self.rec = nn.Linear(g.hidden, g.hidden, bias=False)
@@ -62,10 +76,16 @@ class PerceptionModule(nn.Module):
                 self.readout.bias.copy_(_t(g.b_out))
         self.requires_grad_(False)
 
+    def _recurrent(self, s: torch.Tensor) -> torch.Tensor:
+        z = self.rec(s)
+        return z * self.recurrent_scale if self.scaled["recurrent"] else z
+
     def forward(self, x: torch.Tensor, dt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self.input_scaled:
+        if self.scaled["input"]:
             x = x * self.inv_input_scale
         xp = self.proj(x)                                      # [B,T,H], hoisted
+        if self.scaled["projection"]:
+            xp = xp * self.projection_scale
         d = (dt * mask).unsqueeze(-1)
         if self.unfolds != 1:
             d = d * (1.0 / self.unfolds)
@@ -77,7 +97,7 @@ class PerceptionModule(nn.Module):
             s = dt[:, :1] * 0.0 + self.neg_a_c                  # h0 = 0  ->  s0 = -a/c, [B,H]
             for t in range(self.steps):
                 for _ in range(self.unfolds):
-                    fd = torch.sigmoid(self.rec(s) + xs[t]) * ds[t]
+                    fd = torch.sigmoid(self._recurrent(s) + xs[t]) * ds[t]
                     if self.solver == "fused":
                         s = (s + ks[t]) / (cs[t] + fd)
                     else:
@@ -91,7 +111,7 @@ class PerceptionModule(nn.Module):
         return self.readout(h) if self.readout is not None else h
 
     def _deriv(self, h: torch.Tensor, xp: torch.Tensor) -> torch.Tensor:
-        f = torch.sigmoid(self.rec(h) + xp)
+        f = torch.sigmoid(self._recurrent(h) + xp)
         return f * (self.a - h) - h * self.inv_tau
 
     def _rk4(self, h: torch.Tensor, xp: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -100,3 +120,26 @@ class PerceptionModule(nn.Module):
         k3 = self._deriv(h + 0.5 * d * k2, xp)
         k4 = self._deriv(h + d * k3, xp)
         return h + d * (1.0 / 6.0) * (k1 + 2.0 * (k2 + k3) + k4)
+
+
+def int8_ranges(g: PerceptionGraph, x: np.ndarray, dt: np.ndarray, mask: np.ndarray,
+                floor: float = 1e-6) -> dict[str, np.ndarray]:
+    """Per-channel |max| of the input, of the projection's output and of the recurrent product's
+    output over calibration windows (numpy reference states), for ``PerceptionModule(ranges=)``."""
+    from liquidedge import reference
+
+    def top(v: np.ndarray) -> np.ndarray:
+        m = np.abs(v).max(axis=0) if v.size else np.ones(v.shape[-1])
+        return np.where(m > floor, m, 1.0)
+
+    valid = np.asarray(mask, bool)
+    xv = np.asarray(x, np.float64)[valid]                                # [n, F]
+    bias = g.bias.astype(np.float64)
+    shifted = g.solver in ("fused", "euler")
+    if shifted:
+        bias = bias + g.a.astype(np.float64) @ g.w_rec.astype(np.float64)
+    states = reference.perception_states(g, x, dt, mask)                 # [N, T, H] after each step
+    h_prev = np.concatenate([np.zeros_like(states[:, :1]), states[:, :-1]], axis=1)[valid]
+    drive = (h_prev - g.a.astype(np.float64)) if shifted else h_prev     # what the product reads, x c
+    return {"input": top(xv), "projection": top(xv @ g.w_in.astype(np.float64) + bias),
+            "recurrent": top(drive @ g.w_rec.astype(np.float64))}

@@ -33,9 +33,10 @@ class _Step(torch.nn.Module):
     """The pure step as a module holding the (fixed) projections and decoder as buffers.
 
     Written for few kernel launches (each costs microseconds on CPU, more than the maths at
-    these widths): one fused projection for k, q, v and the three gates, rsqrt-normalisation,
-    fused multiply-adds for the update, and no update work at all when no stream crosses the
-    surprise threshold.
+    these widths): one fused projection for k, q, v and the three gates, ``rms_norm`` for every
+    normalisation, ``silu_backward`` for the chain rule through the activation, fused
+    multiply-adds for the update, and no update work at all when no stream crosses the surprise
+    threshold.
     """
 
     def __init__(self, model: LiquidTitanModel, dtype: torch.dtype, branchless: bool = False):
@@ -44,7 +45,6 @@ class _Step(torch.nn.Module):
         self.g = g
         self.dim = g.dim
         self.branchless = branchless  # for torch.compile: no data-dependent Python branches
-        self.inv_e = 1.0 / g.embedding_dim
 
         def buf(name, arr):
             self.register_buffer(name, torch.as_tensor(np.asarray(arr, np.float64), dtype=dtype))
@@ -53,6 +53,7 @@ class _Step(torch.nn.Module):
         buf("proj", np.concatenate([g.w_k, g.w_q, g.w_v, gate_w], axis=1))        # [E, 3D+3]
         buf("proj_b", np.concatenate([np.zeros(3 * g.dim), [g.b_lr, g.b_eta, g.b_alpha]]))
         buf("gate_max", [g.lr_max, g.eta_max, 1.0])
+        buf("unit_w", np.full(g.dim, g.dim ** -0.5))
         buf("dec_w1", d.w1)
         buf("dec_b1", d.b1)
         buf("dec_w2", d.w2)
@@ -70,42 +71,40 @@ class _Step(torch.nn.Module):
         k_col = k.transpose(1, 2)
         if g.depth == 1:
             m = torch.bmm(k, weights[0])
-            gr = _bias_grad(g, (k + m if g.residual else m) - v)
+            gr = _bias_grad(g, (m + (k - v)) if g.residual else m - v)
             return [torch.bmm(k_col, gr)]
         z = torch.bmm(k, weights[0])
-        sig = torch.sigmoid(z)
-        act = z * sig
+        act = torch.nn.functional.silu(z)
         out = torch.bmm(act, weights[1])
-        gr = _bias_grad(g, (k + out if g.residual else out) - v)
+        gr = _bias_grad(g, (out + (k - v)) if g.residual else out - v)
         g_w2 = torch.bmm(act.transpose(1, 2), gr)
         g_act = torch.bmm(gr, weights[1].transpose(1, 2))
-        g_z = g_act * (sig * (1.0 + z * (1.0 - sig)))
+        g_z = torch.ops.aten.silu_backward(g_act, z)     # g_act * silu'(z), one kernel
         return [torch.bmm(k_col, g_z), g_w2]
 
     def forward(self, e: torch.Tensor, learn: torch.Tensor, *state: torch.Tensor):
         g = self.g
         n, d, b = g.depth, self.dim, e.shape[0]
         weights, momenta = list(state[:n]), list(state[n:])
-        x = e * torch.rsqrt((e * e).sum(-1, keepdim=True) * self.inv_e + g.eps)
+        x = torch.nn.functional.rms_norm(e, (e.shape[-1],), eps=g.eps)   # e / sqrt(mean(e^2) + eps)
         proj = torch.addmm(self.proj_b, x, self.proj)
-        kq = proj[:, :2 * d].reshape(b, 2, d)
-        kq = kq * torch.rsqrt((kq * kq).sum(-1, keepdim=True) + g.eps)
+        # unit(z) = z / sqrt(sum(z^2) + eps) = rms_norm(z, eps / D) / sqrt(D): k and q in one call
+        kq = torch.nn.functional.rms_norm(proj[:, :2 * d].reshape(b, 2, d), (d,), weight=self.unit_w,
+                                          eps=g.eps / d)
         k, q = kq[:, 0:1], kq[:, 1:2]                                        # [B,1,D]
         v = proj[:, 2 * d:3 * d].unsqueeze(1)
         gates = (torch.sigmoid(proj[:, 3 * d:]) * self.gate_max).unsqueeze(-1)
         lr, eta, alpha = gates[:, 0:1], gates[:, 1:2], gates[:, 2:3]        # [B,1,1]
         grads = self.grads(weights, k, v)
-        sq = (grads[0] * grads[0]).sum((1, 2))
-        for gw in grads[1:]:
-            sq = sq + (gw * gw).sum((1, 2))
-        score = torch.sqrt(sq)
+        score = torch.linalg.vector_norm(torch.cat([gw.reshape(b, -1) for gw in grads], dim=1), dim=1)
         updated = learn & (score > g.threshold)
         bypass = learn & (score > g.bypass_threshold)
         n_up = -1 if self.branchless else int(updated.sum())
         if n_up == 0:                       # nobody learns: the state is returned untouched
             new_w, new_s = weights, momenta
         else:
-            step = (lr * torch.clamp(g.grad_clip / torch.clamp(score, min=1e-12), max=1.0)[:, None, None])
+            scale = torch.clamp(torch.reciprocal(torch.clamp(score, min=1e-12)) * g.grad_clip, max=1.0)
+            step = lr * scale[:, None, None]
             keep = 1.0 - alpha
             u = updated[:, None, None]
             new_w, new_s = [], []

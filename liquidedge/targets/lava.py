@@ -1,9 +1,10 @@
 """Loihi-2 target: run a Lava artefact's LTC network in Lava's CPU simulator, window by window.
 
 ``LavaRunner`` builds the process graph (player -> Dense(W_in) -> LTC neurons <-> Dense(W_rec),
-reader) once, then streams windows through it: each window is one frame of time steps that
-starts with a state reset, so one long-running network serves any number of windows (no
-rebuild per window). Windows go in and embeddings come out through Lava's external pipes.
+reader) once; the first ``encode`` compiles it and starts Lava's workers, and every later call
+runs the same network on: each window is one frame of time steps that starts with a state
+reset, so one network serves any number of windows (no rebuild per window). Windows go in and
+embeddings come out through Lava's external pipes.
 
 Op counts per window (graded spikes sent, synaptic operations, neuron updates, time steps) come
 from the process models themselves: ``runner.last_counts`` after each ``encode``, or
@@ -11,6 +12,7 @@ from the process models themselves: ``runner.last_counts`` after each ``encode``
 """
 from __future__ import annotations
 
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -28,11 +30,30 @@ _FLOAT_KEYS = ("w_in", "w_rec", "bias", "tau", "a", "wiring")
 _FIXED_KEYS = ("w_in_mant", "w_rec_mant", "bias_q", "a_q", "inv_tau_q", "sigmoid_lut", "recip_lut")
 
 
-def _stop_runtime(player) -> None:
+def _stop_runtime(player, timeout_s: float = 20.0) -> None:
+    """Stop Lava's worker processes; never hang the caller.
+
+    lava-nc 0.10's ``stop()`` waits forever for workers that never ran or that died, so it runs
+    in a helper thread and, past ``timeout_s``, the workers are terminated directly.
+    """
+    runtime = getattr(player, "runtime", None)
+    if runtime is None:
+        return
+    if getattr(runtime, "_is_started", True):
+        worker = threading.Thread(target=_quiet_stop, args=(player,), daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if not worker.is_alive():
+            return
+    infra = getattr(runtime, "_messaging_infrastructure", None)
+    for actor in getattr(infra, "actors", []):
+        actor.terminate()
+
+
+def _quiet_stop(player) -> None:
     try:
-        if player.runtime is not None:
-            player.stop()
-    except Exception:  # the runtime may already be gone at interpreter exit
+        player.stop()
+    except Exception:  # already stopped, or a worker died: nothing left to release
         pass
 
 
@@ -146,21 +167,16 @@ class LavaRunner:
         self._neuron.stats_out.connect(self._reader.neuron_stats_in)
         self._dense = (dense_in, dense_rec)
         self._finalizer = weakref.finalize(self, _stop_runtime, self._player)
-        # Compile once and start Lava's worker processes now; every encode() reuses them.
+
+    def _run(self, n_steps: int) -> None:
+        """Run n_steps without blocking; the first call compiles the network and starts Lava."""
+        from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 
         try:
-            self._player.create_runtime(run_cfg=Loihi2SimCfg(select_tag=self.precision))
+            self._player.run(condition=RunSteps(num_steps=n_steps, blocking=False),
+                             run_cfg=Loihi2SimCfg(select_tag=self.precision))
         except Exception as exc:  # compilation/start-up failures of the third-party stack
-            self.close()
-            raise TargetUnavailableError(f"Lava could not build the network: {exc}") from exc
-
-    def _run(self, n_steps: int) -> None:
-        from lava.magma.core.run_conditions import RunSteps
-
-        try:
-            self._player.run(condition=RunSteps(num_steps=n_steps, blocking=False))
-        except Exception as exc:
             self.close()
             raise TargetUnavailableError(f"Lava could not run the network: {exc}") from exc
 
