@@ -190,12 +190,29 @@ def test_cli_edge_run_from_stdin_against_the_host(host, model, tmp_path):
     assert rows[0].startswith("seq,end_ns,source")
     assert len(rows) > 5 and all(",host," in r for r in rows[1:])
     assert "0 degraded" in proc.stderr
-    # a second run continues the stream where the host has it (no reused sequence numbers)
-    proc2 = subprocess.run(
+    # a second run continues the stream where the host has it (no reused sequence numbers), and
+    # a SIGTERM while it waits on a quiet pipe stops it cleanly
+    n = len(rows) - 1
+    proc2 = subprocess.Popen(
         [sys.executable, "-m", "liquidedge.cli.app", "run", str(host.model_dir), "--data", "-",
          "--host", address, "--token-file", str(tmp_path / "token"), "--out", str(out_csv),
          "--stream-id", "cli"],
-        input=lines, capture_output=True, text=True, timeout=120)
-    assert proc2.returncode == 0, proc2.stderr
-    first_seq = int(out_csv.read_text().splitlines()[1].split(",")[0])
-    assert first_seq == len(rows)  # rows - header + 1
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc2.stdin.write(lines)
+        proc2.stdin.flush()                     # ... and the pipe stays open
+        probe = GrpcTransport(address, token=TOKEN)
+        deadline = time.monotonic() + 60
+        while probe.info(5.0, "cli").last_seq < 2 * n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        probe.close()
+        proc2.send_signal(signal.SIGTERM)
+        _, err = proc2.communicate(timeout=60)
+    finally:
+        proc2.kill()
+    assert proc2.returncode == 0, err
+    assert f"{n} windows, 0 degraded" in err
+    assert int(out_csv.read_text().splitlines()[1].split(",")[0]) == n + 1
+    host.proc.send_signal(signal.SIGINT)        # the host stops cleanly on SIGINT too
+    assert host.proc.wait(30) == 0
+    assert wal.read_checkpoint(host.ckpt, model.content_hash()).meta["cli"].last_seq == 2 * n

@@ -97,10 +97,25 @@ def run_cmd(
     from liquidedge.errors import LiquidEdgeError
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    stop = {"now": False}
+    stop = {"now": False, "reading": False}
 
     def on_signal(*_):
         stop["now"] = True
+        if stop["reading"]:  # blocked waiting for input (a quiet pipe): stop waiting
+            raise KeyboardInterrupt
+
+    def guarded(source):
+        """Chunks from ``source``; a signal while waiting for the next one ends the stream."""
+        it = iter(source)
+        while not stop["now"]:
+            stop["reading"] = True
+            try:
+                chunk = next(it)
+            except (StopIteration, KeyboardInterrupt):
+                return
+            finally:
+                stop["reading"] = False
+            yield chunk
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
@@ -113,7 +128,7 @@ def run_cmd(
                                       server_name=server_name)
             client = BridgeClient(transport, timeout_s=timeout, buffer_limit=buffer)
         loop = EdgeLoop(runner, model, client, stream_id=stream_id, wire=wire, first_seq=first_seq)
-        chunks = text_event_chunks(sys.stdin) if data == "-" else file_event_chunks(data, columns)
+        chunks = guarded(text_event_chunks(sys.stdin) if data == "-" else file_event_chunks(data, columns))
         sink = open(out, "w") if out else None
         if sink:
             sink.write("seq,end_ns,source,surprise,updated,memory_version," +
@@ -131,8 +146,6 @@ def run_cmd(
                                    f"{int(r.updated)},{'' if r.memory_version is None else r.memory_version},"
                                    + ",".join(f"{v:.6g}" for v in r.prediction) + "\n")
                 progress.update(task, description=f"windows: {results} ({degraded} degraded)")
-                if stop["now"]:
-                    break
         left = loop.drain()
         if sink:
             sink.close()

@@ -143,6 +143,7 @@ class TorchHostRunner:
             torch.set_num_threads(int(threads))
         self.memory, self.decoder = model.memory, model.decoder
         self.device = torch.device(device)
+        self._on_cuda = self.device.type == "cuda"
         self.dtype = _DTYPES[dtype]
         self.np_dtype = np.float64 if dtype == "float64" else np.float32
         self.module = _Step(model, self.dtype, branchless=compile).to(self.device).eval()
@@ -159,12 +160,19 @@ class TorchHostRunner:
     def step(self, state, embeddings, learn=None):
         e = check_embeddings(embeddings, self.memory.embedding_dim, self.np_dtype)
         learn = check_learn(learn, e.shape[0])
-        e_t = torch.from_numpy(np.ascontiguousarray(e)).to(self.device)
-        learn_t = torch.from_numpy(learn).to(self.device)
+        e_t = torch.from_numpy(np.ascontiguousarray(e))
+        learn_t = torch.from_numpy(learn)
+        if self._on_cuda:
+            e_t, learn_t = e_t.to(self.device), learn_t.to(self.device)
         outs = self._fn(e_t, learn_t, *state)
         n = 2 * self.memory.depth
-        retrieved, prediction, score, updated, bypass = (t.cpu().numpy() for t in outs[n:])
-        return list(outs[:n]), HostOutputs(retrieved, prediction, score, updated, bypass)
+        retrieved, prediction, score, updated, bypass = outs[n:]
+        # two device->host copies instead of five: answers as one float block, flags as one bool block
+        d, p = retrieved.shape[1], prediction.shape[1]
+        floats = torch.cat([retrieved, prediction, score[:, None]], dim=1).cpu().numpy()
+        flags = torch.stack([updated, bypass], dim=1).cpu().numpy()
+        out = HostOutputs(floats[:, :d], floats[:, d:d + p], floats[:, d + p], flags[:, 0], flags[:, 1])
+        return list(outs[:n]), out
 
     def _index(self, rows) -> torch.Tensor:
         return torch.as_tensor(np.asarray(rows, np.int64), device=self.device)
