@@ -274,7 +274,7 @@ def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawT
             raise
         raise DataValidationError(f"cannot read: {exc}", file=name) from None
 
-    cmap = _resolve_columns(columns, list(df.columns), name)
+    cmap = resolve_columns(columns, list(df.columns), name)
     findings: list[Finding] = []
     n = len(df)
 
@@ -296,7 +296,7 @@ def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawT
     return RawTable(name, cmap, time_ns, price, size, side, tz, findings, line_offset, bad_t)
 
 
-def _resolve_columns(columns, header: list[str], file: str) -> ColumnMap:
+def resolve_columns(columns, header: list[str], file: str) -> ColumnMap:
     if isinstance(columns, str):
         columns = ColumnMap.preset(columns)
     if columns is None:

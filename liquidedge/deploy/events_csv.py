@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from liquidedge.data.ticks import ColumnMap, Events, _resolve_columns, validate_events
+from liquidedge.data.ticks import ColumnMap, Events, resolve_columns, validate_events
 from liquidedge.errors import DataValidationError
 
 _EPOCH_FACTOR = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
@@ -111,7 +111,7 @@ def read_events_csv(path: str | Path, columns: ColumnMap | str | None = None) ->
         rows = list(reader)
     if not rows:
         raise DataValidationError("empty input: header but no data rows", file=name)
-    cmap = _resolve_columns(columns, header, name)
+    cmap = resolve_columns(columns, header, name)
     idx = {c: header.index(c) for c in header}
     width = len(header)
     for i, r in enumerate(rows):

@@ -4,15 +4,13 @@ Edge-side module: numpy + the bundle's runtime only.
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
 from typing import Any
 
-from liquidedge.errors import DeployError, TargetUnavailableError
+from liquidedge.errors import ConfigError, DeployError, TargetUnavailableError
 from liquidedge.ir import LiquidTitanModel, load_model
-from liquidedge.targets.base import PerceptionRunner, load_runner
-from liquidedge.targets.base import _RUNNERS  # the registry: which factory a target uses
+from liquidedge.targets.base import PerceptionRunner, load_runner, runner_factory
 
 
 def bundle_model(bundle_dir: Path, manifest: dict[str, Any]) -> LiquidTitanModel:
@@ -25,15 +23,12 @@ def bundle_model(bundle_dir: Path, manifest: dict[str, Any]) -> LiquidTitanModel
 
 def _accepted(target: str, options: dict[str, Any]) -> dict[str, Any]:
     """Keep only the options the target's runner factory accepts (runners differ in what they tune)."""
-    spec = _RUNNERS.get(target)
-    if spec is None or not options:
+    if not options:
         return {}
-    module, name = spec.split(":")
     try:
-        factory = getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise TargetUnavailableError(f"runtime for target {target!r} is not installed ({exc}); "
-                                     f"pip install -r requirements.txt") from None
+        factory = runner_factory(target)
+    except (ConfigError, TargetUnavailableError) as exc:
+        raise TargetUnavailableError(f"{exc}; pip install -r requirements.txt") from None
     params = inspect.signature(factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return dict(options)

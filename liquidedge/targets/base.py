@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
-from liquidedge.errors import ConfigError, ModelFileError
+from liquidedge.errors import ConfigError, ModelFileError, TargetUnavailableError
 from liquidedge.inputs import check_window
 
 
@@ -116,12 +116,19 @@ def register_runner(target: str, spec: str) -> None:
     _RUNNERS[target] = spec
 
 
+def runner_factory(target: str) -> Callable[..., PerceptionRunner]:
+    """The runner class registered for ``target`` (imports its runtime module on first use)."""
+    spec = _RUNNERS.get(target)
+    if spec is None:
+        raise ConfigError(f"unknown target {target!r} (known: {sorted(_RUNNERS)})")
+    module, name = spec.split(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:
+        raise TargetUnavailableError(f"the runtime for target {target!r} is not installed ({exc})") from None
+
+
 def load_runner(artefact: str | os.PathLike, **options: Any) -> PerceptionRunner:
     """Open any exported perception artefact with the runner its manifest names."""
     manifest = read_manifest(artefact)
-    spec = _RUNNERS.get(manifest.target)
-    if spec is None:
-        raise ConfigError(f"{artefact}: unknown target {manifest.target!r} (known: {sorted(_RUNNERS)})")
-    module, name = spec.split(":")
-    factory: Callable[..., PerceptionRunner] = getattr(importlib.import_module(module), name)
-    return factory(Path(artefact), manifest, **options)
+    return runner_factory(manifest.target)(Path(artefact), manifest, **options)
