@@ -173,9 +173,24 @@ def _throughput(address: str, streams: int, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
+def _noise_floor(n: int) -> np.ndarray:
+    """Latency of a fixed ~100 us CPU task, repeated: this machine's own scheduling jitter."""
+    a = np.random.default_rng(3).normal(size=(32, 32))
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter()
+        for _ in range(40):
+            a = np.tanh(a @ a * 0.01)
+        out[i] = time.perf_counter() - t0
+    return out[n // 10:]
+
+
 def bridge_rows(args) -> list[tuple]:
     model = random_model(hidden=WIDTH, mem_dim=WIDTH, expansion=2, seed=0)
     rows = []
+    lat = _noise_floor(args.round_trips) * 1e6
+    rows.append(("reference: fixed CPU task, no I/O (machine jitter)", f"p50 {np.percentile(lat, 50):,.0f} us",
+                 f"p99 {np.percentile(lat, 99):,.0f} us", f"p99.9 {np.percentile(lat, 99.9):,.0f} us"))
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         model_dir = save_model(model, tmp / "model")

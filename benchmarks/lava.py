@@ -6,28 +6,22 @@ mirror and Lava's simulator (floating_pt and fixed_pt), each as a ratio to the r
 the agreement and the Loihi energy/latency estimate, for a dense and an NCP-wired LTC.
 
 ``benchmarks/perception.py`` may import ``lava_windows_per_s`` from here to add a Lava row. This
-file's name shadows the ``lava`` package whenever ``benchmarks/`` is on ``sys.path`` (as it is for
-any script run from it), so loading this module removes that directory from ``sys.path``; import
-it by path (``importlib.util.spec_from_file_location``) rather than as ``import lava``.
+file's name matches the ``lava`` package: scripts in ``benchmarks/`` find it first on sys.path,
+which ``liquidedge.lava_compat.ensure_lava`` looks past; import this file by path
+(``importlib.util.spec_from_file_location``), never as ``import lava``.
 """
-import os
-import sys
+import argparse
+import time
+from dataclasses import replace
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import numpy as np
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from liquidedge import reference  # noqa: E402
-from liquidedge.energy.loihi import loihi_estimate  # noqa: E402
-from liquidedge.exporters.lava import export_lava  # noqa: E402
-from liquidedge.lava_procs import fixed_point as fxp  # noqa: E402
-from liquidedge.targets.base import load_runner  # noqa: E402
-from liquidedge.targets.lava import decision_agreement, embedding_agreement  # noqa: E402
+from liquidedge import reference
+from liquidedge.energy.loihi import loihi_estimate
+from liquidedge.exporters.lava import export_lava
+from liquidedge.lava_procs import fixed_point as fxp
+from liquidedge.targets.base import load_runner
+from liquidedge.targets.lava import decision_agreement, embedding_agreement
 
 
 def lava_windows_per_s(model, x, dt, mask, precision: str = "floating_pt", repeats: int = 1):

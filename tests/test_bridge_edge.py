@@ -14,7 +14,7 @@ from liquidedge.bridge.protocol import make_embedding
 from liquidedge.bridge.service import HostService
 from liquidedge.bridge.transport import GrpcTransport, LocalTransport
 from liquidedge.data import DataSpec, build_dataset, generate_market
-from liquidedge.errors import ConfigError
+from liquidedge.errors import ConfigError, DeployError
 from liquidedge.ir import random_model
 from liquidedge.targets.numpy_ref import ReferenceRunner
 
@@ -166,3 +166,52 @@ def test_edge_path_needs_neither_torch_nor_pandas():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_text_events_parse_in_order_and_name_the_bad_line(tmp_path):
+    import io
+
+    from liquidedge.bridge.edge_setup import text_event_chunks
+    from liquidedge.errors import DataValidationError
+
+    text = "time_ns,price,size\n1000,10.5,2\n2000,10.25\n\n3000,10.75,1\n"
+    chunks = list(text_event_chunks(io.StringIO(text), chunk_rows=2))
+    t = np.concatenate([c[0] for c in chunks])
+    np.testing.assert_array_equal(t, [1000, 2000, 3000])
+    np.testing.assert_array_equal(np.concatenate([c[2] for c in chunks]), [2.0, 1.0, 1.0])
+    path = tmp_path / "feed.csv"
+    path.write_text(text + "4000,abc,1\n")
+    with open(path) as fh, pytest.raises(DataValidationError, match="row 6.*unparsable"):
+        list(text_event_chunks(fh))
+
+
+def test_open_edge_finds_the_model_and_refuses_a_foreign_artefact(tmp_path, model, events):
+    from liquidedge.bridge.edge_setup import open_edge
+    from liquidedge.errors import ModelFileError
+    from liquidedge.exporters.onnx import export_onnx
+    from liquidedge.ir import save_model
+
+    model_dir = save_model(model, tmp_path / "model")
+    runner, loaded = open_edge(model_dir)                  # a model dir: the numpy reference
+    assert runner.manifest.steps == SPEC.steps and loaded.content_hash() == model.content_hash()
+    art = export_onnx(model.perception, model_dir / "perception.onnx", SPEC.steps, model.content_hash())
+    runner, loaded = open_edge(art)                         # an artefact: its runner, model found beside it
+    assert runner.manifest.target == "onnxruntime" and loaded.content_hash() == model.content_hash()
+    host = HostService(model, "onnxruntime")
+    results = EdgeLoop(runner, loaded, BridgeClient(LocalTransport(host))).run(chunks(events)[:4])
+    ref_results = EdgeLoop(runner_for(model), model, None).run(chunks(events)[:4])
+    assert results and len(results) == len(ref_results)
+    np.testing.assert_allclose([r.embedding for r in results[:1]], [ref_results[0].embedding], atol=1e-4)
+    other = random_model(seed=42)
+    foreign = export_onnx(other.perception, model_dir / "other.onnx", SPEC.steps, other.content_hash())
+    with pytest.raises(ModelFileError, match="exported from model"):
+        open_edge(foreign)
+    with pytest.raises(ModelFileError, match="not found"):
+        open_edge(tmp_path / "nothing")
+    from liquidedge.deploy.bundle import build_bundle   # a deployment bundle: hash-checked first
+    bundle = build_bundle(model_dir, "rpi5", tmp_path / "bundle", runtime="numpy").path
+    runner, loaded = open_edge(bundle)
+    assert runner.manifest.steps == SPEC.steps and loaded.content_hash() == model.content_hash()
+    (bundle / "model" / "model.json").write_text("{}")
+    with pytest.raises(DeployError, match="sha256 mismatch"):
+        open_edge(bundle)

@@ -1,5 +1,4 @@
 """A real host in a subprocess on loopback: round trip, kill -9 and restart, outage and catch-up."""
-import os
 import signal
 import subprocess
 import sys

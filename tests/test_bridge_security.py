@@ -1,7 +1,6 @@
 """Security of the bridge on a real loopback server: token, TLS, client certificates, limits."""
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -89,8 +89,8 @@ def calib_set(g, n=24, seed=0):
     return CalibrationSet(x, dt, mask, {"source": "test"})
 
 
-@pytest.mark.parametrize("int8,scope,method", [("static", "matmul", "minmax"), ("static", "input", "percentile"),
-                                               ("static", "matmul", "entropy"), ("dynamic", "matmul", "minmax")])
+@pytest.mark.parametrize("int8,scope,method", [("static", "recurrent", "minmax"), ("static", "matmul", "percentile"),
+                                               ("static", "matmul", "entropy"), ("dynamic", "recurrent", "minmax")])
 def test_int8_artefacts_report_what_runs_in_integer_and_in_float(tmp_path, int8, scope, method):
     model = random_model(seed=2)
     g = model.perception
@@ -100,10 +100,12 @@ def test_int8_artefacts_report_what_runs_in_integer_and_in_float(tmp_path, int8,
     assert m.precision == f"int8-{int8}"
     d = m.details
     n_int = sum(d["integer_ops"].values())
-    assert n_int == (1 if scope == "input" else T + 1)    # input projection (+ one product per step)
+    # one integer product per step (+ the hoisted input projection when it is in scope)
+    assert n_int == (T if int8 == "static" and scope == "recurrent" else T + 1)
     assert d["float_ops"]["Div"] == T                      # the fused solver's division stays float
     if int8 == "static":
         assert d["quantization"]["calibration_method"] == method
+        assert d["quantization"]["state_range"] == [-1.0, 1.0]   # the fused solver's bounded state
         assert d["quantization"]["calibration"]["n_windows"] == 24
     x, dt, mask = windows(g.n_inputs, 6, seed=9)
     got = load_runner(path).encode(x, dt, mask)

@@ -103,26 +103,32 @@ def test_fixed_pt_is_bit_exact_with_its_numpy_mirror_and_close_to_reference(fixe
     assert _cos(got, ref.perception_forward(g, x, dt, mask)).min() >= 0.98
 
 
-def _expected_counts(g, steps, control_payloads):
+def _expected_counts(g, steps, control_payloads, synapses=1):
     """Counts the mapping implies when every input and every state is non-zero (no padding)."""
     updates = steps * g.unfolds
     return {"time_steps": 1 + updates, "neuron_updates": g.hidden * (1 + updates),
             "active_neuron_updates": g.hidden * updates, "spikes_in": g.n_inputs * updates,
-            "synops_in": updates * np.count_nonzero(g.w_in), "spikes_rec": g.hidden * updates,
-            "synops_rec": updates * int(g.wiring.sum()), "spikes_ctrl": control_payloads * updates,
-            "synops_ctrl": control_payloads * updates * g.hidden}
+            "synops_in": updates * np.count_nonzero(g.w_in) * synapses, "spikes_rec": g.hidden * updates,
+            "synops_rec": updates * int(g.wiring.sum()) * synapses,
+            "spikes_ctrl": control_payloads * updates, "synops_ctrl": control_payloads * updates * g.hidden}
 
 
-@pytest.mark.parametrize("precision,payloads", [("floating_pt", 1), ("fixed_pt", 2)])
-def test_counts_follow_the_wiring_and_sparse_ncp_costs_fewer_synops(tmp_path, precision, payloads):
+@pytest.mark.parametrize("precision,payloads,synapses", [("floating_pt", 1, 1), ("fixed_pt", 2, 1),
+                                                         ("fixed_pt", 2, 2)])
+def test_counts_follow_the_wiring_and_sparse_ncp_costs_fewer_synops(tmp_path, precision, payloads, synapses):
     ncp = _ncp_model()
     dense = random_model(hidden=ncp.perception.hidden, seed=0)
     per_synapse = {}
     for name, m in (("dense", dense), ("ncp", ncp)):
         x, dt, mask = _windows(m.perception, 2, seed=5, masked=False)
-        with load_runner(export_lava(m, tmp_path / name, steps=T, precision=precision)) as runner:
-            _, counts = runner.encode(x, dt, mask, return_counts=True)
-        for key, value in _expected_counts(m.perception, T, payloads).items():
+        kw = {"weight_synapses": synapses} if precision == "fixed_pt" else {}
+        with load_runner(export_lava(m, tmp_path / name, steps=T, precision=precision, **kw)) as runner:
+            emb, counts = runner.encode(x, dt, mask, return_counts=True)
+        if synapses == 2:  # the residual synapses really run: bit-exact with the mirror
+            fmt, arrays = fxp.quantise_graph(m.perception, weight_synapses=2)
+            np.testing.assert_array_equal(emb, fxp.FixedPointMirror(fmt, arrays).encode(x, dt, mask)
+                                          .astype(np.float32))
+        for key, value in _expected_counts(m.perception, T, payloads, synapses).items():
             np.testing.assert_array_equal(counts[key], value, err_msg=f"{name} {key}")
         per_synapse[name] = counts
     assert np.all(per_synapse["ncp"]["synaptic_ops"] < per_synapse["dense"]["synaptic_ops"])

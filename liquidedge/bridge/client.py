@@ -6,6 +6,9 @@ one. While the host is unreachable the client answers ``None`` at once (the edge
 local decoder, flagged degraded) and retries only after an exponential backoff with jitter, so a
 dead host costs the edge no time per window. The buffer is bounded: when full the oldest
 embedding is dropped with a warning and counted (the host will report the gap).
+
+Only an outage is absorbed: a host that refuses our credentials (``BridgeAuthError``) or our
+messages (``BridgeError``, e.g. over its size limit) is a configuration error and is raised.
 """
 from __future__ import annotations
 

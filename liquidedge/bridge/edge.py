@@ -22,7 +22,7 @@ import numpy as np
 from liquidedge import reference
 from liquidedge.bridge import protocol as proto
 from liquidedge.bridge.client import BridgeClient
-from liquidedge.errors import BridgeError, ConfigError, InputShapeError
+from liquidedge.errors import ConfigError, InputShapeError
 from liquidedge.ir import LiquidTitanModel
 from liquidedge.targets.base import PerceptionRunner
 
@@ -96,7 +96,7 @@ class EdgeLoop:
             return 1
         try:
             info = self.client.transport.info(self.client.timeout_s, self.stream_id)
-        except BridgeError as exc:
+        except proto.HostUnavailableError as exc:  # an auth error is not an outage: it propagates
             log.warning("could not ask the host where stream %s stands (%s); starting at seq 1 "
                         "(the host will treat already-used seqs as duplicates)", self.stream_id, exc)
             return 1

@@ -23,10 +23,24 @@ def _find_model_dir(start: Path) -> Path | None:
     return None
 
 
+def _is_bundle(directory: Path) -> bool:
+    import json
+
+    path = directory / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        return json.loads(path.read_text()).get("format") == "liquidedge-bundle"
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return False
+
+
 def open_edge(artefact_or_model: str | os.PathLike,
               model_dir: str | os.PathLike | None = None) -> tuple[PerceptionRunner, LiquidTitanModel]:
     """The perception runner and the model it belongs to.
 
+    * a deployment bundle (directory from ``liquidedge deploy build``, extracted): hash-checked,
+      then its model and the runner its device profile asks for (``liquidedge.deploy.runtime``);
     * a model directory (``model.json``): the numpy reference runner on the model's window;
     * an exported artefact (with its manifest): ``load_runner``; the model comes from
       ``model_dir`` or the nearest directory above the artefact holding ``model.json``.
@@ -34,6 +48,16 @@ def open_edge(artefact_or_model: str | os.PathLike,
     src = Path(artefact_or_model)
     if not src.exists():
         raise ModelFileError(f"{src}: not found")
+    if src.is_file() and src.name.endswith((".tar.gz", ".tgz")):
+        raise ConfigError(f"{src}: extract the bundle first (liquidedge deploy verify/push unpack it), "
+                          f"then pass its directory")
+    if src.is_dir() and _is_bundle(src):
+        from liquidedge.deploy.runtime import bundle_model, bundle_runner
+        from liquidedge.deploy.verify import load_verified
+
+        manifest = load_verified(src)
+        model = bundle_model(src, manifest)
+        return bundle_runner(src, manifest, model), model
     if src.is_dir() and (src / MODEL_JSON).is_file() and not manifest_path(src).is_file():
         model = load_model(src)
         steps = model.data_spec.get("steps")

@@ -21,7 +21,7 @@ import grpc
 
 from liquidedge.bridge import protocol as proto
 from liquidedge.bridge.service import HostService
-from liquidedge.errors import ConfigError
+from liquidedge.errors import BridgeError, ConfigError
 from liquidedge.ir import LiquidTitanModel
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,11 @@ class _Handlers:
         for msg in requests:
             if isinstance(msg, proto.Malformed):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg.reason)
-            yield self.service.submit([msg])[0]
+            try:
+                result = self.service.submit([msg])[0]
+            except BridgeError as exc:  # shutting down, or the memory step failed
+                context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            yield result
 
     def info(self, request, context):
         if not self._authorised(context):
@@ -114,7 +118,7 @@ def start_server(model: LiquidTitanModel, listen: str = "127.0.0.1:50051", *,
                  backend: str = "auto", service: HostService | None = None, token: str | None = None,
                  tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
                  client_ca: str | os.PathLike | None = None, checkpoint_dir: str | os.PathLike | None = None,
-                 checkpoint_every_s: float = 60.0, wal_sync: str = "write", max_workers: int = 64,
+                 checkpoint_every_s: float = 60.0, wal_sync: str = "write", max_workers: int = 128,
                  allow_insecure: bool = False) -> ServerHandle:
     """Start serving on ``listen`` ("host:port"; port 0 picks a free one) and return a handle.
 

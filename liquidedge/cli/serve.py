@@ -69,7 +69,7 @@ def serve_cmd(
 
 
 def run_cmd(
-    artefact: Path = typer.Argument(..., help="Perception artefact (with manifest) or model directory."),
+    artefact: Path = typer.Argument(..., help="Deployment bundle directory, perception artefact (with manifest) or model directory."),
     data: str = typer.Option(..., "--data", help="Event file (CSV/Parquet) or '-' for time_ns,price,size lines on stdin."),
     host: Optional[str] = typer.Option(None, "--host", help="Host address host:port (omit: local decoder only)."),
     model_dir: Optional[Path] = typer.Option(None, "--model", help="Model directory (default: found next to the artefact)."),

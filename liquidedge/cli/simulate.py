@@ -34,6 +34,8 @@ def loihi2_cmd(
     windows: int = typer.Option(20, "--windows", "-n", min=1, help="Held-out windows to run."),
     data: Optional[Path] = typer.Option(None, "--data", help="Event file (CSV/Parquet); default: the E-mini sample."),
     x_range: float = typer.Option(64.0, "--x-range", help="Largest |input| the fixed_pt payloads carry."),
+    weight_synapses: int = typer.Option(1, "--weight-synapses", min=1, max=2,
+                                        help="fixed_pt: 8-bit synapses per weight (2: 16-bit precision, 2x synops)."),
 ) -> None:
     """Run windows through Lava; print agreement with the reference, op counts, energy, latency."""
     from rich.console import Console
@@ -52,6 +54,7 @@ def loihi2_cmd(
                       TimeElapsedColumn(), console=console, transient=True) as bar:
             task = bar.add_task("windows", total=x.shape[0])
             report = simulate_loihi2(model, x, dt, mask, precision=precision, x_range=x_range,
+                                     weight_synapses=weight_synapses if fixed_pt else 1,
                                      on_progress=lambda done: bar.update(task, completed=done))
     except LiquidEdgeError as exc:
         _fail(exc)

@@ -35,12 +35,15 @@ def fanouts(g: PerceptionGraph) -> tuple[np.ndarray, np.ndarray]:
 
 
 def export_lava(model: LiquidTitanModel | PerceptionGraph, out_dir: str | os.PathLike, *, steps: int,
-                precision: str = "floating_pt", x_range: float = 64.0,
+                precision: str = "floating_pt", x_range: float = 64.0, weight_synapses: int = 1,
                 model_hash: str | None = None) -> Path:
     """Write a Lava artefact directory for windows of ``steps`` steps and return its path.
 
-    ``x_range`` (fixed_pt only) is the largest |input| the 8.x-bit input payload format must
-    carry; inputs beyond it are refused at run time, never clipped.
+    ``x_range`` (fixed_pt only) is the largest |input| the 24-bit input payloads must carry
+    (a larger range leaves fewer fractional bits); inputs beyond it are refused at run time,
+    never clipped. ``weight_synapses`` (fixed_pt only): 1 stores each weight as one 8-bit
+    synapse; 2 adds a second 8-bit synapse for its rounding residual (16-bit effective weights,
+    twice the synaptic operations).
     """
     from safetensors.numpy import save_file
 
@@ -55,7 +58,9 @@ def export_lava(model: LiquidTitanModel | PerceptionGraph, out_dir: str | os.Pat
     if int(steps) < 1:
         raise ConfigError(f"steps: expected >= 1, got {steps}")
     steps = int(steps)
-    in_fanout, rec_fanout = fanouts(g)
+    if precision == "floating_pt" and weight_synapses != 1:
+        raise ConfigError("weight_synapses applies to fixed_pt only")
+    in_fanout, rec_fanout = (f * weight_synapses for f in fanouts(g))
     details = {
         "solver": g.solver, "unfolds": g.unfolds, "hidden": g.hidden,
         "stages": solver_stages(g.solver), "readout": g.w_out is not None,
@@ -67,7 +72,7 @@ def export_lava(model: LiquidTitanModel | PerceptionGraph, out_dir: str | os.Pat
     if precision == "floating_pt":
         arrays = {k: np.ascontiguousarray(v, np.float32) for k, v in g.arrays().items()}
     else:
-        fmt, arrays = fxp.quantise_graph(g, x_range)
+        fmt, arrays = fxp.quantise_graph(g, x_range, weight_synapses)
         details["formats"] = fmt.to_dict()
         details["weight_max_abs_error"] = _weight_errors(g, fmt, arrays)
     arrays["in_fanout"] = in_fanout
@@ -87,9 +92,9 @@ def export_lava(model: LiquidTitanModel | PerceptionGraph, out_dir: str | os.Pat
 
 
 def _weight_errors(g: PerceptionGraph, fmt: fxp.FixedFormats, arrays: dict) -> dict[str, float]:
-    """Largest |w - mant * 2**exp| per matrix: the 8-bit weights' share of the fixed_pt error."""
-    out = {"w_in": float(np.abs(g.w_in - arrays["w_in_mant"] * 2.0 ** fmt.w_in_exp).max()),
-           "w_rec": float(np.abs(g.w_rec - arrays["w_rec_mant"] * 2.0 ** fmt.w_rec_exp).max())}
+    """Largest |w - quantised w| per matrix: the weights' share of the fixed_pt error."""
+    out = {"w_in": float(np.abs(g.w_in - fxp.effective_weights(arrays, "w_in", fmt.w_in_exp)).max()),
+           "w_rec": float(np.abs(g.w_rec - fxp.effective_weights(arrays, "w_rec", fmt.w_rec_exp)).max())}
     if g.w_out is not None:
         out["w_out"] = float(np.abs(g.w_out - arrays["w_out_mant"] * 2.0 ** fmt.w_out_exp).max())
     return out

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-_RECURRENT_REGEX = ".*Linear_(rec|readout).*"   # the module's recurrent and readout layers
+# the module's recurrent layer; the readout's output is the signature's output tensor
+_RECURRENT_REGEX = ".*(Linear_rec|Linear_readout|_output_0_output).*"
 
 
 def _recipe(int8: str, scope: str):

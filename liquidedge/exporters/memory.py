@@ -112,10 +112,6 @@ class _Graph:
         """[B,1,N] -> [B,N,1]."""
         return self.op("Transpose", a, perm=[0, 2, 1])
 
-    def flat(self, a: str) -> str:
-        """[B,1,N] -> [B,N]."""
-        return self.op("Squeeze", a, self.ints("ax", [1]))
-
 
 def _inputs(b: _Graph, g: MemoryGraph, e: str) -> dict[str, str]:
     """RMS-normalise, project to k, q, v and the lr/eta/alpha gates with ONE MatMul, normalise k

@@ -3,8 +3,8 @@
 One definition shared by the exporter (which quantises the graph), the Lava process models
 (which run it) and a numpy mirror of the whole network (which tests use to check the Lava
 simulation bit for bit and docs use to measure the error on many windows quickly). The neuron
-side uses only what Loihi-2 microcode offers: add, multiply, shift, compare and two 65-entry
-lookup tables; no division. The derivation and the error bound are in ``docs/loihi2.md``.
+side uses only what Loihi-2 microcode offers: add, multiply, shift, compare and two small
+lookup tables (129 and 65 entries); no division. Derivation and error bound: ``docs/loihi2.md``.
 
 The fused LTC step ``h <- (h + d f A) / (1 + d (1/tau + f))`` is rewritten with two per-step
 numbers the host computes once per step (it can divide): ``p = min(d, 1)`` and
@@ -14,7 +14,7 @@ numbers the host computes once per step (it can divide): ``p = min(d, 1)`` and
 
 so every operand stays bounded however large or small dt is; a masked step is p = 0, q = 1,
 which leaves h bit-exactly unchanged. The division is a normalise-by-shift plus a reciprocal
-table on [1, 2) with linear interpolation; the sigmoid is a table on [0, 8) with linear
+table on [1, 2] with linear interpolation; the sigmoid is a table on [0, 16] with linear
 interpolation and the symmetry sigmoid(-z) = 1 - sigmoid(z).
 """
 # No ``from __future__ import annotations`` here: Lava executes this file under a bare module
@@ -30,14 +30,15 @@ STATE_MAX = 2 ** 23 - 1          # 24-bit signed state and graded-spike payloads
 STATE_MIN = -(2 ** 23)
 ACC_MAX = 2 ** 31 - 1            # Lava's bit-accurate Dense accumulates in int32
 WEIGHT_MANT_MAX = 127            # 8-bit signed synaptic weight mantissa
+RESIDUAL_SHIFT = 8               # a second synapse per weight carries the rounding residual * 2**8
 
 Q_Z = 12   # dendritic sum (x W_in + h W_rec) and bias: 1.0 == 4096
 Q_F = 16   # gate f in [0, 1]
 Q_P = 22   # per-step p, q in [0, 1]
 Q_R = 22   # reciprocal table values 1/m, m in [1, 2)
 Q_E = 16   # embedding after an integer readout
-SIGMOID_RANGE_BITS = 3           # table covers |z| < 2**3 = 8
-SIGMOID_SEG_BITS = 3             # 2**3 segments per unit of z: 64 segments
+SIGMOID_RANGE_BITS = 4           # table covers |z| < 2**4 = 16
+SIGMOID_SEG_BITS = 3             # 2**3 segments per unit of z: 128 segments
 RECIP_SEG_BITS = 6               # 64 segments over [1, 2)
 
 
@@ -66,8 +67,22 @@ def quantise_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
     return mant, exp
 
 
+def quantise_residual(w: np.ndarray, mant: np.ndarray, exp: int) -> np.ndarray:
+    """Mantissa of a second 8-bit synapse: ``w ~= mant * 2**exp + mant2 * 2**(exp - 8)``."""
+    r = (np.asarray(w, np.float64) - mant * 2.0 ** exp) / 2.0 ** (exp - RESIDUAL_SHIFT)
+    return np.clip(np.round(r), -WEIGHT_MANT_MAX, WEIGHT_MANT_MAX).astype(np.int64)
+
+
+def effective_weights(arrays: dict[str, np.ndarray], name: str, exp: int) -> np.ndarray:
+    """The weights the integer network really uses (one or two 8-bit synapses per weight)."""
+    w = arrays[f"{name}_mant"].astype(np.float64) * 2.0 ** exp
+    if f"{name}_mant2" in arrays:
+        w = w + arrays[f"{name}_mant2"].astype(np.float64) * 2.0 ** (exp - RESIDUAL_SHIFT)
+    return w
+
+
 def sigmoid_table() -> np.ndarray:
-    """sigmoid(i / 8) in Q16 for i = 0..64 (65 entries: 64 segments over [0, 8])."""
+    """sigmoid(i / 8) in Q16 for i = 0..128 (129 entries: 128 segments over [0, 16])."""
     z = np.arange(2 ** (SIGMOID_RANGE_BITS + SIGMOID_SEG_BITS) + 1) / 2.0 ** SIGMOID_SEG_BITS
     return np.round((0.5 * (1.0 + np.tanh(0.5 * z))) * 2 ** Q_F).astype(np.int64)
 
@@ -154,6 +169,8 @@ class FixedFormats:
     ``exp_in``/``exp_rec`` are the Dense ``weight_exp`` values: the dendritic sum in Q12 is
     ``floor((sum_j 2*mant_ij * s_j) * 2**exp)`` (Lava stores 8-bit weights doubled in mixed-sign
     mode, hence the 2). ``x_range`` is the largest |x| the input payload format accepts.
+    ``weight_synapses`` = 2 adds a second 8-bit synapse per weight for the rounding residual
+    (Dense shift ``exp - 8``): 16-bit effective weights for twice the synaptic operations.
     """
 
     q_x: int
@@ -167,6 +184,7 @@ class FixedFormats:
     x_range: float
     w_out_exp: int | None = None
     exp_out: int | None = None
+    weight_synapses: int = 1
     q_z: int = Q_Z
     q_f: int = Q_F
     q_p: int = Q_P
@@ -192,12 +210,14 @@ def _max_bits(limit: float, scale: float) -> int:
     return int(np.floor(np.log2(limit / scale)))
 
 
-def quantise_graph(g, x_range: float = 64.0) -> tuple[FixedFormats, dict[str, np.ndarray]]:
+def quantise_graph(g, x_range: float = 64.0,
+                   weight_synapses: int = 1) -> tuple[FixedFormats, dict[str, np.ndarray]]:
     """Plan every format of a fused-solver PerceptionGraph and quantise its arrays.
 
     Formats are chosen so nothing can overflow: 24-bit state and payloads, int32 Dense
-    accumulators for any input with |x| <= ``x_range``. Raises ConfigError when the graph's
-    values do not fit (e.g. an extreme tau or reversal potential).
+    accumulators for any input with |x| <= ``x_range``. ``weight_synapses``: 1 (8-bit weights)
+    or 2 (a residual synapse per weight, see ``FixedFormats``). Raises ConfigError when the
+    graph's values do not fit (e.g. an extreme tau or reversal potential).
     """
     if g.solver != "fused":
         raise ConfigError(f"fixed_pt implements the fused solver only; this graph uses {g.solver!r} "
@@ -205,8 +225,14 @@ def quantise_graph(g, x_range: float = 64.0) -> tuple[FixedFormats, dict[str, np
     x_range = float(x_range)
     if not (np.isfinite(x_range) and x_range > 0):
         raise ConfigError(f"x_range: expected a finite number > 0, got {x_range}")
+    if weight_synapses not in (1, 2):
+        raise ConfigError(f"weight_synapses: expected 1 or 2, got {weight_synapses!r}")
     m_in, e_in = quantise_weights(g.w_in)
     m_rec, e_rec = quantise_weights(g.w_rec)
+    extra = {}
+    if weight_synapses == 2:
+        extra = {"w_in_mant2": quantise_residual(g.w_in, m_in, e_in),
+                 "w_rec_mant2": quantise_residual(g.w_rec, m_rec, e_rec)}
     a = g.a.astype(np.float64)
     max_a = float(np.max(np.abs(a)))
     q_h = 21 - max(0, int(np.ceil(np.log2(max_a)))) if max_a > 0 else 21
@@ -220,14 +246,14 @@ def quantise_graph(g, x_range: float = 64.0) -> tuple[FixedFormats, dict[str, np
     if np.any(inv_tau_q < 1):
         raise ConfigError(f"perception.tau: max tau {float(g.tau.max()):g} is too large for fixed_pt "
                           f"(1/tau underflows Q{q_d})")
-    col_in = float(np.abs(m_in).sum(axis=0).max()) if m_in.size else 0.0
+    col_in = max(float(np.abs(m).sum(axis=0).max()) for m in (m_in, extra.get("w_in_mant2", m_in)))
     q_x = min(22, _max_bits(STATE_MAX, x_range))
     if col_in > 0:
         q_x = min(q_x, _max_bits(ACC_MAX, 2.0 * col_in * x_range))
     if q_x < 6:
         raise ConfigError(f"x_range {x_range:g} is too large for 24-bit input payloads")
     h_bound = max_a + 2.0 ** -q_h
-    col_rec = float(np.abs(m_rec).sum(axis=0).max())
+    col_rec = max(float(np.abs(m).sum(axis=0).max()) for m in (m_rec, extra.get("w_rec_mant2", m_rec)))
     q_s = q_h if col_rec == 0 else min(q_h, _max_bits(ACC_MAX, 2.0 * col_rec * h_bound))
     z_bound = (np.abs(g.w_in.astype(np.float64)).sum(axis=0) * x_range
                + np.abs(g.w_rec.astype(np.float64)).sum(axis=0) * h_bound + np.abs(g.bias)).max()
@@ -241,6 +267,7 @@ def quantise_graph(g, x_range: float = 64.0) -> tuple[FixedFormats, dict[str, np
         "inv_tau_q": inv_tau_q.astype(np.int32),
         "sigmoid_lut": sigmoid_table().astype(np.int32),
         "recip_lut": reciprocal_table().astype(np.int32),
+        **{k: v.astype(np.int8) for k, v in extra.items()},
     }
     w_out_exp = exp_out = None
     if g.w_out is not None:
@@ -253,7 +280,7 @@ def quantise_graph(g, x_range: float = 64.0) -> tuple[FixedFormats, dict[str, np
         arrays["b_out_q"] = np.round(g.b_out.astype(np.float64) * 2.0 ** Q_E).astype(np.int32)
     fmt = FixedFormats(q_x=q_x, q_h=q_h, q_s=q_s, q_d=q_d, w_in_exp=e_in, w_rec_exp=e_rec,
                        exp_in=e_in - 1 + Q_Z - q_x, exp_rec=e_rec - 1 + Q_Z - q_s, x_range=x_range,
-                       w_out_exp=w_out_exp, exp_out=exp_out)
+                       w_out_exp=w_out_exp, exp_out=exp_out, weight_synapses=weight_synapses)
     return fmt, arrays
 
 
@@ -296,6 +323,35 @@ def dense_q(s: np.ndarray, mant: np.ndarray, exp: int) -> np.ndarray:
     return floor_shift(acc, exp)
 
 
+def one_step_error_bound(fmt: FixedFormats, arrays: dict[str, np.ndarray], d: float) -> float:
+    """Worst-case |h_fixed - h_float| after ONE fused step of size d from the same state.
+
+    "h_float" is the exact fused step with the same quantised weights and the same rounded A and
+    1/tau (their own rounding is a separate, reported error). Terms, as derived in
+    docs/loihi2.md: the gate error times the step's sensitivity to f, the rounding of the
+    numerator and denominator, the reciprocal table, the final rounding, and p and q's rounding.
+    """
+    w_in = np.abs(effective_weights(arrays, "w_in", fmt.w_in_exp))
+    w_rec = np.abs(effective_weights(arrays, "w_rec", fmt.w_rec_exp))
+    eps_z = (2.0 ** (-fmt.q_x - 1) * w_in.sum(axis=0).max() + 2.0 ** (-fmt.q_s - 1) * w_rec.sum(axis=0).max()
+             + 2 * fmt.weight_synapses * 2.0 ** -Q_Z + 2.0 ** (-Q_Z - 1))  # payloads, Dense floors, bias
+    step = 2.0 ** -SIGMOID_SEG_BITS
+    lut = max(step ** 2 / 8 * 0.0963,                               # interpolation: h^2/8 max|sigmoid''|
+              0.5 * (1.0 - np.tanh(2.0 ** (SIGMOID_RANGE_BITS - 1))))  # sigmoid(-16): past the table
+    eps_f = eps_z / 4 + lut + 2 * 2.0 ** (-Q_F - 1)
+    a_max = float(np.abs(arrays["a_q"]).max()) / 2.0 ** fmt.q_h
+    inv_tau = arrays["inv_tau_q"].astype(np.float64) / 2.0 ** fmt.q_d
+    tau_max, inv_tau_max = 1.0 / inv_tau.min(), inv_tau.max()
+    den_min = min(1.0, 1.0 / tau_max)
+    lsb_h, lsb_d, lsb_p = 2.0 ** -fmt.q_h, 2.0 ** -fmt.q_d, 2.0 ** -Q_P
+    gate = 2 * a_max * min(d, tau_max) * eps_f
+    numerator = (lsb_h + a_max * lsb_d / 2) / den_min
+    denominator = a_max * 1.5 * lsb_d / den_min
+    reciprocal = a_max * (2.0 ** (-2 * RECIP_SEG_BITS) / 4 + lsb_d + 2.0 ** -Q_R)
+    controls = a_max * (4 + inv_tau_max) * lsb_p / 2 / den_min
+    return float(gate + numerator + denominator + reciprocal + lsb_h / 2 + controls)
+
+
 class FixedPointMirror:
     """The whole fixed_pt network in numpy, same integers as the Lava simulation, batched.
 
@@ -317,10 +373,15 @@ class FixedPointMirror:
         h = np.zeros((b, arr["a_q"].size), np.int64)
         s_h = np.zeros_like(h)
         bias, a_q, inv_tau = (np.asarray(arr[k], np.int64) for k in ("bias_q", "a_q", "inv_tau_q"))
+        residual = fmt.weight_synapses == 2
         for k in range(t):
             drive = dense_q(s_x[:, k], arr["w_in_mant"], fmt.exp_in)
+            if residual:
+                drive = drive + dense_q(s_x[:, k], arr["w_in_mant2"], fmt.exp_in - RESIDUAL_SHIFT)
             for _ in range(self.unfolds):
                 z = drive + dense_q(s_h, arr["w_rec_mant"], fmt.exp_rec) + bias
+                if residual:
+                    z = z + dense_q(s_h, arr["w_rec_mant2"], fmt.exp_rec - RESIDUAL_SHIFT)
                 h = ltc_step_q(h, z, p_q[:, k, None], q_q[:, k, None], a_q, inv_tau, fmt.q_d,
                                self._sig, self._rec)
                 s_h = state_payload(h, fmt)

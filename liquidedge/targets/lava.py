@@ -104,10 +104,17 @@ class LavaRunner:
             f, h, e = self.graph.n_inputs, self.graph.hidden, self.graph.embedding_dim
         else:
             self.fmt = fxp.FixedFormats.from_dict(d.get("formats", {}))
+            if self.fmt.weight_synapses == 2:
+                missing = [k for k in ("w_in_mant2", "w_rec_mant2") if k not in arr]
+                if missing:
+                    raise ModelFileError(f"{self.path}: {GRAPH_FILE} lacks {missing}")
+                if any(arr[k + "2"].shape != arr[k].shape for k in ("w_in_mant", "w_rec_mant")):
+                    raise ModelFileError(f"{self.path}: residual weights have inconsistent shapes")
             f, h = arr["w_in_mant"].shape
             e = arr["w_out_mant"].shape[1] if "w_out_mant" in arr else h
-            if (arr["w_rec_mant"].shape != (h, h) or arr["sigmoid_lut"].shape != (65,)
-                    or arr["recip_lut"].shape != (65,)
+            if (arr["w_rec_mant"].shape != (h, h)
+                    or arr["sigmoid_lut"].shape != fxp.sigmoid_table().shape
+                    or arr["recip_lut"].shape != fxp.reciprocal_table().shape
                     or any(arr[k].shape != (h,) for k in ("bias_q", "a_q", "inv_tau_q"))):
                 raise ModelFileError(f"{self.path}: fixed-point arrays have inconsistent shapes")
         if (f, h, e) != (m.n_inputs, self.hidden, m.embedding_dim):
@@ -127,6 +134,7 @@ class LavaRunner:
         from liquidedge.lava_procs.process import EmbeddingReader, LTCNeuron, WindowPlayer
 
         arr, m = self.arrays, self.manifest
+        extra = []
         if self.precision == "floating_pt":
             g = self.graph
             neuron_params = {"bias": g.bias, "tau": g.tau, "a": g.a, "solver": g.solver}
@@ -150,6 +158,11 @@ class LavaRunner:
             dense_rec = Dense(weights=2 * arr["w_rec_mant"].T.astype(np.int32), num_message_bits=24,
                               weight_exp=fmt.exp_rec, num_weight_bits=8, sign_mode=SignMode.MIXED,
                               name="w_rec")
+            if fmt.weight_synapses == 2:  # residual synapses: same inputs, same neuron port
+                extra = [(Dense(weights=2 * arr[f"{n}_mant2"].T.astype(np.int32), num_message_bits=24,
+                                weight_exp=e - fxp.RESIDUAL_SHIFT, num_weight_bits=8,
+                                sign_mode=SignMode.MIXED, name=f"{n}_residual"), src)
+                         for n, e, src in (("w_in", fmt.exp_in, "player"), ("w_rec", fmt.exp_rec, "neuron"))]
         neuron_params["rec_fanout"] = arr["rec_fanout"]
         self._player = WindowPlayer(steps=m.steps, n_inputs=m.n_inputs, hidden=self.hidden,
                                     unfolds=self.unfolds, stages=self.stages, in_fanout=arr["in_fanout"],
@@ -165,7 +178,10 @@ class LavaRunner:
         self._neuron.h_out.connect(self._reader.h_in)
         self._player.stats_out.connect(self._reader.player_stats_in)
         self._neuron.stats_out.connect(self._reader.neuron_stats_in)
-        self._dense = (dense_in, dense_rec)
+        for dense, src in extra:
+            (self._player if src == "player" else self._neuron).s_out.connect(dense.s_in)
+            dense.a_out.connect(self._neuron.a_in)
+        self._dense = (dense_in, dense_rec) + tuple(d for d, _ in extra)
         self._finalizer = weakref.finalize(self, _stop_runtime, self._player)
 
     def _run(self, n_steps: int) -> None:
@@ -351,12 +367,13 @@ def held_out_windows(model, n: int, data_file: str | Path | None = None):
 
 
 def simulate_loihi2(model, x, dt, mask=None, *, precision: str = "floating_pt", x_range: float = 64.0,
-                    chunk: int = 8, on_progress=None, workdir: str | Path | None = None) -> dict[str, Any]:
+                    weight_synapses: int = 1, chunk: int = 8, on_progress=None,
+                    workdir: str | Path | None = None) -> dict[str, Any]:
     """Export ``model``'s perception for Lava, run the windows, compare with the numpy reference.
 
     Returns agreement (max abs, cosine, decision agreement), mean op counts per window, the
-    Loihi energy/latency estimate and the simulator's windows/s. ``on_progress(done)`` is
-    called after every chunk of windows (the CLI drives a progress bar with it).
+    Loihi energy/latency estimate and the simulator's windows/s (after compilation).
+    ``on_progress(done)`` is called after every chunk of windows (the CLI's progress bar).
     """
     import tempfile
 
@@ -364,27 +381,28 @@ def simulate_loihi2(model, x, dt, mask=None, *, precision: str = "floating_pt", 
     from liquidedge.energy.loihi import loihi_estimate
     from liquidedge.exporters.lava import export_lava
     from liquidedge.inputs import check_window
+    from liquidedge.targets.base import read_manifest
 
     x, dt, mask = check_window(x, dt, mask, n_inputs=model.perception.n_inputs, dtype=np.float64)
     ref = reference.perception_forward(model.perception, x, dt, mask)
+    chunk = max(1, int(chunk))
+    embs, counts = [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        path = export_lava(model, Path(tmp) / "lava", steps=x.shape[1], precision=precision, x_range=x_range)
-        from liquidedge.targets.base import read_manifest
-        embs, counts = [], []
+        path = export_lava(model, Path(tmp) / "lava", steps=x.shape[1], precision=precision, x_range=x_range,
+                           weight_synapses=weight_synapses)
         with LavaRunner(path, read_manifest(path)) as runner:
+            runner.encode(x[:1], dt[:1], mask[:1])  # compiles the network: not part of the rate
             start = time.perf_counter()
-            for i in range(0, x.shape[0], max(1, int(chunk))):
-                sl = slice(i, i + max(1, int(chunk)))
-                e, c = runner.encode(x[sl], dt[sl], mask[sl], return_counts=True)
+            for i in range(0, x.shape[0], chunk):
+                e, c = runner.encode(x[i:i + chunk], dt[i:i + chunk], mask[i:i + chunk], return_counts=True)
                 embs.append(e)
                 counts.append(c)
                 if on_progress is not None:
-                    on_progress(min(x.shape[0], i + max(1, int(chunk))))
+                    on_progress(min(x.shape[0], i + chunk))
             elapsed = time.perf_counter() - start
     emb = np.concatenate(embs)
     per_window = {k: np.concatenate([c[k] for c in counts]) for k in counts[0]}
-    report = {"precision": precision, "windows": int(x.shape[0]), "steps": int(x.shape[1]),
-              **embedding_agreement(ref, emb), **decision_agreement(model, ref, emb),
-              "counts": {k: float(v.mean()) for k, v in per_window.items()},
-              "energy": loihi_estimate(per_window), "windows_per_s": x.shape[0] / elapsed}
-    return report
+    return {"precision": precision, "windows": int(x.shape[0]), "steps": int(x.shape[1]),
+            **embedding_agreement(ref, emb), **decision_agreement(model, ref, emb),
+            "counts": {k: float(v.mean()) for k, v in per_window.items()},
+            "energy": loihi_estimate(per_window), "windows_per_s": x.shape[0] / elapsed}
