@@ -2,7 +2,8 @@
 
 Run from the repository root: ``.venv/bin/python benchmarks/lava.py [--windows N]``. Prints one
 table measured side by side in one run: windows/s of the numpy reference, the numpy fixed-point
-mirror and Lava's simulator (floating_pt and fixed_pt), each as a ratio to the reference, with
+mirror and Lava's simulator (floating_pt, fixed_pt with one and with two 8-bit synapses per
+weight), each as a ratio to the reference, with
 the agreement and the Loihi energy/latency estimate, for a dense and an NCP-wired LTC.
 
 ``benchmarks/perception.py`` may import ``lava_windows_per_s`` from here to add a Lava row. This
@@ -24,7 +25,8 @@ from liquidedge.targets.base import load_runner
 from liquidedge.targets.lava import decision_agreement, embedding_agreement
 
 
-def lava_windows_per_s(model, x, dt, mask, precision: str = "floating_pt", repeats: int = 1):
+def lava_windows_per_s(model, x, dt, mask, precision: str = "floating_pt", repeats: int = 1,
+                       weight_synapses: int = 1):
     """Windows/s of ``LavaRunner.encode`` on these windows, plus the embeddings and counts.
 
     The network is compiled by one warm-up window before the clock starts, so the figure is
@@ -33,7 +35,7 @@ def lava_windows_per_s(model, x, dt, mask, precision: str = "floating_pt", repea
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_lava(model, tmp, steps=x.shape[1], precision=precision)
+        path = export_lava(model, tmp, steps=x.shape[1], precision=precision, weight_synapses=weight_synapses)
         with load_runner(path) as runner:
             runner.encode(x[:1], dt[:1], mask[:1])
             start = time.perf_counter()
@@ -101,11 +103,12 @@ def main(argv=None) -> None:
                       f"{agree['max_abs']:.2g}", f"{agree['cosine_min']:.6f}",
                       f"{decision_agreement(model, want, got)['decision_agreement']:.1%}",
                       "-", "-", "-")
-        for precision in ("floating_pt", "fixed_pt"):
-            rate, got, counts = lava_windows_per_s(model, x, dt, mask, precision)
+        for precision, synapses in (("floating_pt", 1), ("fixed_pt", 1), ("fixed_pt", 2)):
+            rate, got, counts = lava_windows_per_s(model, x, dt, mask, precision, weight_synapses=synapses)
             agree = embedding_agreement(want, got)
             est = loihi_estimate(counts)
-            table.add_row("", f"Lava {precision}", f"{rate:,.1f}", f"{rate / ref_rate:.3g}",
+            label = f"Lava {precision}" + (", 2 synapses/weight" if synapses == 2 else "")
+            table.add_row("", label, f"{rate:,.1f}", f"{rate / ref_rate:.3g}",
                           f"{agree['max_abs']:.2g}", f"{agree['cosine_min']:.6f}",
                           f"{decision_agreement(model, want, got)['decision_agreement']:.1%}",
                           f"{counts['synaptic_ops'].mean():,.0f}", f"{est['uj_per_window']:.3f}",
@@ -119,14 +122,15 @@ def _decision_table(train, test, seeds: int):
     """Where fixed_pt decision disagreements come from, on every held-out window (numpy mirror).
 
     Compares the mirror with the float reference, with the float reference using the same 8-bit
-    weights (isolates the integer arithmetic), and the reference with the reference plus N(0, 1e-3)
-    noise (how sensitive the memory's update decisions are to any perturbation at all).
+    weights (isolates the integer arithmetic), the reference with the reference plus N(0, 1e-3)
+    noise (how sensitive the memory's update decisions are to any perturbation at all), and the
+    2-synapses-per-weight variant (16-bit effective weights) with the float reference.
     """
     from rich.table import Table
 
     table = Table(title=f"fixed_pt on all {len(test)} held-out windows (dense H=32), per model seed")
     for col in ("seed", "cosine min", "decisions vs reference", "vs reference with 8-bit weights",
-                "reference vs reference + 1e-3 noise", "update rate"):
+                "reference vs reference + 1e-3 noise", "2 synapses/weight: max abs", "decisions", "update rate"):
         table.add_column(col, justify="right")
     for seed in range(seeds):
         model = fitted_random_model(train, hidden=32, seed=seed)
@@ -140,10 +144,14 @@ def _decision_table(train, test, seeds: int):
         want8 = reference.perception_forward(g8, x, dt, mask)
         noisy = want + np.random.default_rng(seed).normal(0.0, 1e-3, want.shape)
         vs_ref = decision_agreement(model, want, got)
+        fmt2, arrays2 = fxp.quantise_graph(g, weight_synapses=2)
+        got2 = fxp.FixedPointMirror(fmt2, arrays2, g.unfolds).encode(x.astype(np.float32), dt.astype(np.float32), mask)
         table.add_row(str(seed), f"{embedding_agreement(want, got)['cosine_min']:.6f}",
                       f"{vs_ref['decision_agreement']:.1%}",
                       f"{decision_agreement(replace(model, perception=g8), want8, got)['decision_agreement']:.1%}",
                       f"{decision_agreement(model, want, noisy)['decision_agreement']:.1%}",
+                      f"{embedding_agreement(want, got2)['max_abs']:.2g}",
+                      f"{decision_agreement(model, want, got2)['decision_agreement']:.1%}",
                       f"{vs_ref['update_rate_reference']:.1%}")
     return table
 

@@ -51,16 +51,6 @@ class EdgeResult:
         return self.source == "degraded"
 
 
-def _emits(end_bar: int, end_ns: int, prev_end_ns: int | None, every: int | str, every_ns: int | None) -> bool:
-    """The data spec's cadence rule (``liquidedge.data.windows``): every k-th bar, or the first
-    bar ending in each new ``every``-long interval."""
-    if every_ns is None:
-        return (end_bar + 1) % int(every) == 0
-    if prev_end_ns is None:
-        return True
-    return end_ns // every_ns != prev_end_ns // every_ns
-
-
 class EdgeLoop:
     """Drive one stream: windows in, predictions out; the host is optional and may vanish."""
 
@@ -171,13 +161,13 @@ class EdgeLoop:
             # every bar makes a window here; the spec's cadence is applied in _take (bypass: all)
             self._windower = StreamingWindower(spec.steps, spec.span, last=spec.last, every=1,
                                                min_bars=spec.min_bars)
-            ws = spec.window_spec()
-            self._every, self._every_ns = ws.every, ws.every_ns
+            self._window_spec = spec.window_spec()
         return self._windower
 
     def push_events(self, time_ns, price, size=None) -> list[EdgeResult]:
         """Feed events in time order; return the results of the windows they completed."""
         from liquidedge.data import compute_features
+        from liquidedge.data.windows import emitting_bars
 
         windower = self._ensure_windower()
         bars = self._builder.update(time_ns, price, size)
@@ -195,9 +185,9 @@ class EdgeLoop:
         for i in range(len(windows)):
             j = int(windows.end_bar[i])
             prev_end = int(bar_prev[j - first_bar])
-            if self._bypass_left <= 0 and not _emits(j, int(windows.end_ns[i]),
-                                                     None if prev_end < 0 else prev_end,
-                                                     self._every, self._every_ns):
+            emits = emitting_bars(windows.end_ns[i:i + 1], j, None if prev_end < 0 else prev_end,
+                                  self._window_spec).size > 0
+            if self._bypass_left <= 0 and not emits:
                 continue
             out.append(self.step_window(x[i], windows.dt_s[i], windows.mask[i], int(windows.end_ns[i])))
         return out

@@ -136,8 +136,13 @@ def _window_starts(end_ns: np.ndarray, js: np.ndarray, spec: WindowSpec) -> np.n
     return np.maximum(js - spec.n_last + 1, 0)
 
 
-def _emitting(end_ns: np.ndarray, first_global: int, prev_end: int | None, spec: WindowSpec) -> np.ndarray:
-    """Local indices of the bars (global index ``first_global + i``) that emit a window."""
+def emitting_bars(end_ns: np.ndarray, first_global: int, prev_end: int | None, spec: WindowSpec) -> np.ndarray:
+    """Local indices of the bars (global index ``first_global + i``) that emit a window.
+
+    The cadence rule, in one place for batch, streaming and the edge loop: every k-th bar
+    (global index j with (j+1) % k == 0), or the first bar ending in each new ``every`` interval.
+    ``prev_end`` is the end time of the bar before ``end_ns[0]`` (None at the stream start).
+    """
     n = len(end_ns)
     if spec.every_ns is None:
         k = spec.every
@@ -225,7 +230,7 @@ def windows_from_spec(bars: Bars, spec: WindowSpec, *, tz: str | None = None) ->
         if j < a:
             raise ConfigError(f"no bar ends between {spec.start!r} and {spec.end!r}")
         return _batch_from(cols, np.array([a]), np.array([j]), spec.steps, 0)
-    js = _emitting(end_ns, 0, None, spec)
+    js = emitting_bars(end_ns, 0, None, spec)
     a = _window_starts(end_ns, js, spec)
     keep = (js - a + 1) >= spec.min_bars
     return _batch_from(cols, a[keep], js[keep], spec.steps, 0)
@@ -308,7 +313,7 @@ class StreamingWindower:
         lo, hi = ring.head, ring.tail
         cols = {name: arr[lo:hi] for name, arr in ring.cols.items()}
         local0 = first_global - (ring.base + lo)        # local index of the first new bar
-        js = _emitting(bars.end_ns, first_global, self._last_end, self.spec) + local0
+        js = emitting_bars(bars.end_ns, first_global, self._last_end, self.spec) + local0
         self._last_end = int(bars.end_ns[-1])
         # windows for every new bar decide how far back the next ones can reach
         newest = np.array([hi - lo - 1])
