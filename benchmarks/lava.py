@@ -1,10 +1,11 @@
 """Loihi-2 simulation speed beside the numpy reference, on held-out real E-mini windows.
 
-Run from the repository root: ``.venv/bin/python benchmarks/lava.py [--windows N]``. Prints one
-table measured side by side in one run: windows/s of the numpy reference, the numpy fixed-point
-mirror and Lava's simulator (floating_pt, fixed_pt with one and with two 8-bit synapses per
-weight), each as a ratio to the reference, with
-the agreement and the Loihi energy/latency estimate, for a dense and an NCP-wired LTC.
+Run from the repository root: ``.venv/bin/python benchmarks/lava.py [--windows N] [--seeds S]``.
+Prints one table measured side by side in one run: windows/s of the numpy reference, the numpy
+fixed-point mirror and Lava's simulator (floating_pt; fixed_pt with one and with two 8-bit
+synapses per weight), each as a ratio to the reference, with the agreement and the Loihi
+energy/latency estimate, for a dense and an NCP-wired LTC; then a table of where fixed_pt
+decision disagreements come from, over every held-out window and several model seeds.
 
 ``benchmarks/perception.py`` may import ``lava_windows_per_s`` from here to add a Lava row. This
 file's name matches the ``lava`` package: scripts in ``benchmarks/`` find it first on sys.path,

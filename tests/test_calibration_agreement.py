@@ -28,40 +28,50 @@ def trained(tmp_path_factory, emini_events):
     return save_model(model, tmp_path_factory.mktemp("trained") / "model")
 
 
+def export_and_report(model_dir, forms):
+    paths = {k: export_model(model_dir, t, model_dir, int8=q, calib_windows=128, batch_sizes=(1, 64))
+             for k, (t, q) in forms.items()}
+    return dict(zip(paths, report_for_model(model_dir, list(paths.values())))), paths
+
+
 @pytest.fixture(scope="module")
 def reports(trained):
-    forms = {"ort-fp32": ("onnx", None), "ort-static": ("onnx", "static"), "ort-dynamic": ("onnx", "dynamic"),
-             "litert-fp32": ("tflite", None), "litert-static": ("tflite", "static"),
-             "litert-weight": ("tflite", "weight")}
-    paths = {k: export_model(trained, t, trained, int8=q, calib_windows=128, batch_sizes=(1, 64))
-             for k, (t, q) in forms.items()}
-    return dict(zip(paths, report_for_model(trained, list(paths.values())))), paths
+    return export_and_report(trained, {"ort-fp32": ("onnx", None), "ort-static": ("onnx", "static"),
+                                       "ort-dynamic": ("onnx", "dynamic")})
 
 
-def test_fp32_artefacts_equal_the_reference(reports):
+def test_fp32_artefact_equals_the_reference(reports):
+    r = reports[0]["ort-fp32"]
+    assert r.n_windows > 300
+    assert r.max_abs_error <= 1e-4
+    assert r.decision_agreement == 1.0 and r.same_state_agreement == 1.0
+    assert r.threshold_source.startswith("stored")      # the trained model's calibrated threshold
+
+
+def test_onnx_int8_keeps_the_embedding_and_the_memory_decisions(reports):
     by_name, _ = reports
-    for name in ("ort-fp32", "litert-fp32"):
-        r = by_name[name]
-        assert r.n_windows > 300
-        assert r.max_abs_error <= 1e-4, name
-        assert r.decision_agreement == 1.0 and r.same_state_agreement == 1.0
-        assert r.threshold_source.startswith("stored")      # the trained model's calibrated threshold
-
-
-def test_int8_artefacts_keep_the_embedding_and_the_memory_decisions(reports):
-    by_name, _ = reports
-    for name in ("ort-static", "ort-dynamic", "litert-static", "litert-weight"):
+    for name in ("ort-static", "ort-dynamic"):
         assert by_name[name].cosine_min >= 0.99, name
-    # the issue's bar, met by static int8 of the recurrent products (ORT) and weight-only (LiteRT)
-    for name in ("ort-static", "litert-weight"):
-        assert by_name[name].decision_agreement >= 0.99, name
-    # LiteRT's static int8 rounds the products' outputs too, and dynamic int8 re-measures ranges
-    # per call: each misses a few windows near the threshold, which then cascade in a
-    # free-running stream; from the same memory state they agree on >= 98% of windows
-    for name in ("litert-static", "ort-dynamic"):
-        assert by_name[name].same_state_agreement >= 0.98, name
-    for name, r in by_name.items():
-        assert abs(r.metrics["mse_logvol"]["change"]) < 0.01, name
+        assert abs(by_name[name].metrics["mse_logvol"]["change"]) < 0.01, name
+    # the issue's bar, met by static int8 of the recurrent products (their input, the scaled LTC
+    # state, has a range fixed by the maths, so held-out windows cannot leave it)
+    assert by_name["ort-static"].decision_agreement >= 0.99
+    # dynamic int8 re-measures each call's range: a few windows near the threshold flip and then
+    # cascade in a free-running stream; from the same memory state they agree on >= 98%
+    assert by_name["ort-dynamic"].same_state_agreement >= 0.98
+
+
+@pytest.mark.slow
+def test_litert_artefacts_on_real_windows(trained):
+    by_name, _ = export_and_report(trained, {"litert-fp32": ("tflite", None), "litert-static": ("tflite", "static"),
+                                             "litert-weight": ("tflite", "weight")})
+    assert by_name["litert-fp32"].max_abs_error <= 1e-4
+    assert by_name["litert-fp32"].decision_agreement == 1.0
+    for name in ("litert-static", "litert-weight"):
+        assert by_name[name].cosine_min >= 0.99, name
+    assert by_name["litert-weight"].decision_agreement >= 0.99
+    # LiteRT's static int8 also rounds each product's output (ORT keeps it float)
+    assert by_name["litert-static"].same_state_agreement >= 0.98
 
 
 def test_calibrate_report_cli_prints_json(trained, reports):
@@ -69,11 +79,11 @@ def test_calibrate_report_cli_prints_json(trained, reports):
 
     by_name, paths = reports
     result = CliRunner().invoke(app, ["calibrate", "report", str(trained), str(paths["ort-static"]),
-                                      str(paths["litert-fp32"]), "--json", "-"])
+                                      str(paths["ort-fp32"]), "--json", "-"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["precision"] for r in rows] == ["int8-static", "fp32"]
     assert rows[0]["decision_agreement"] == by_name["ort-static"].decision_agreement
     assert np.isclose(rows[0]["cosine_min"], by_name["ort-static"].cosine_min)
     table = CliRunner().invoke(app, ["calibrate", "report", str(trained), str(paths["ort-fp32"])])
-    assert table.exit_code == 0 and "decision" in table.output
+    assert table.exit_code == 0 and "fp32" in table.output and "stored in the model" in table.output

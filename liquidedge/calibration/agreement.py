@@ -17,6 +17,7 @@ scores of these held-out windows for a target update rate (20% by default), with
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -172,15 +173,16 @@ def report_table(reports: list[AgreementReport]):
     from rich.table import Table
 
     table = Table(title="artefact vs fp32 reference (held-out windows)")
-    for col in ("artefact", "precision", "windows", "max |err|", "cos min", "cos mean",
-                "decision agr.", "same-state agr.", "updates ref/art", "metric change"):
-        table.add_column(col, justify="left" if col in ("artefact", "precision") else "right")
+    for col in ("artefact", "precision", "n", "max|err|", "cos min", "cos mean", "decisions",
+                "same-state", "updates ref/art", "metric change"):
+        table.add_column(col, justify="left" if col in ("artefact", "precision") else "right",
+                         overflow="fold")
     for r in reports:
         change = ", ".join(f"{k} {v['change']:+.4f}" for k, v in r.metrics.items()) or "-"
-        table.add_row(r.artefact, r.precision, str(r.n_windows), f"{r.max_abs_error:.2e}",
-                      f"{r.cosine_min:.5f}", f"{r.cosine_mean:.5f}", f"{r.decision_agreement:.2%}",
-                      f"{r.same_state_agreement:.2%}",
-                      f"{r.update_rate_reference:.1%} / {r.update_rate_artefact:.1%}", change)
+        table.add_row(Path(r.artefact).name, r.precision, str(r.n_windows), f"{r.max_abs_error:.1e}",
+                      f"{r.cosine_min:.5f}", f"{r.cosine_mean:.5f}", f"{r.decision_agreement:.1%}",
+                      f"{r.same_state_agreement:.1%}",
+                      f"{r.update_rate_reference:.0%}/{r.update_rate_artefact:.0%}", change)
     return table
 
 
