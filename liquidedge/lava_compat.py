@@ -13,10 +13,15 @@ anyway except that every instance now gets its own encoder instead of one shared
 on disk is touched and no bytecode is cached. If the pattern is absent (a fixed lava-nc), the
 module is imported untouched.
 
+A second, smaller fix in the same spirit: lava's ``message_infrastructure/multiprocessing.py``
+calls ``multiprocessing.set_start_method('fork')`` at import time without ``force``, which raises
+``RuntimeError: context has already been set`` when anything in the process (litert-torch's
+converter does) touched the start method first. ``ensure_lava`` imports that module once with the
+call forced; Lava needs 'fork' anyway, which is also Linux's default.
+
 When it can go: as soon as the installed lava-nc supports Python 3.11 (its ``var_model`` no
-longer uses instance defaults), delete the import hook; ``ensure_lava()`` then only checks that
-lava-nc is installed and that a stray ``lava.py`` (``benchmarks/lava.py`` when a benchmark script
-runs) does not hide the package.
+longer uses instance defaults and its start-method call is guarded), delete this module;
+``ensure_lava()`` then only checks that lava-nc is installed.
 """
 from __future__ import annotations
 
@@ -71,36 +76,27 @@ def install() -> None:
 def ensure_lava() -> None:
     """Make lava-nc importable, or raise TargetUnavailableError saying why it is not."""
     install()
-    _load_package_past_shadow()
     if importlib.util.find_spec("lava") is None:
         raise TargetUnavailableError(
             "the Loihi-2 target needs lava-nc (pip install --no-deps lava-nc==0.10.0; "
             "see requirements/nodeps.txt)")
     try:
+        _import_forcing_fork("lava.magma.runtime.message_infrastructure.multiprocessing")
         importlib.import_module(_TARGET)
         importlib.import_module("lava.magma.core.run_configs")
     except Exception as exc:  # any import-time failure of the third-party stack
         raise TargetUnavailableError(f"lava-nc is installed but cannot be imported: {exc}") from exc
 
 
-def _load_package_past_shadow() -> None:
-    """Import the lava-nc *package* even when a plain ``lava.py`` comes first on sys.path.
+def _import_forcing_fork(module: str) -> None:
+    """Import ``module`` with ``multiprocessing.set_start_method`` forced (see the docstring)."""
+    import multiprocessing
 
-    Running any script in ``benchmarks/`` puts that folder first on sys.path, and its
-    ``benchmarks/lava.py`` would then be found instead of lava-nc.
-    """
-    loaded = sys.modules.get("lava")
-    if loaded is not None and hasattr(loaded, "__path__"):
+    if module in sys.modules:
         return
-    spec = importlib.util.find_spec("lava") if loaded is None else None
-    if loaded is None and (spec is None or spec.submodule_search_locations is not None):
-        return
-    origin = getattr(loaded, "__file__", None) or spec.origin
-    shadow = os.path.dirname(os.path.abspath(origin))
-    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != shadow]
-    real = importlib.machinery.PathFinder.find_spec("lava", path)
-    if real is None or real.submodule_search_locations is None:
-        raise TargetUnavailableError(f"'lava' resolves to {origin}, which is not the lava-nc package")
-    module = importlib.util.module_from_spec(real)
-    sys.modules["lava"] = module
-    real.loader.exec_module(module)
+    original = multiprocessing.set_start_method
+    multiprocessing.set_start_method = lambda method, force=False: original(method, force=True)
+    try:
+        importlib.import_module(module)
+    finally:
+        multiprocessing.set_start_method = original

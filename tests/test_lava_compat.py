@@ -19,9 +19,16 @@ def test_var_model_fails_without_the_shim_and_imports_with_it():
     assert shimmed.stdout.strip() == "False"  # each encoder now owns its defaults
 
 
-def test_a_module_shadowing_lava_does_not_hide_the_package(tmp_path, monkeypatch):
-    (tmp_path / "lava.py").write_text("SHADOW = True\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "lava", raising=False)
-    lava_compat.ensure_lava()
-    assert hasattr(sys.modules["lava"], "__path__") and not hasattr(sys.modules["lava"], "SHADOW")
+def test_lava_imports_after_the_start_method_was_set_elsewhere():
+    # litert-torch's converter sets the start method; lava-nc then called set_start_method unforced.
+    code = ("import multiprocessing as mp; mp.set_start_method('spawn'); "
+            "from liquidedge.lava_compat import ensure_lava; ensure_lava(); "
+            "import lava.magma.runtime.message_infrastructure.multiprocessing; print(mp.get_start_method())")
+    bare = subprocess.run([sys.executable, "-c", "import multiprocessing as mp; mp.set_start_method('spawn'); "
+                           "from liquidedge.lava_compat import install; install(); "
+                           "import lava.magma.runtime.message_infrastructure.multiprocessing"],
+                          capture_output=True, text=True)
+    assert bare.returncode != 0 and "context has already been set" in bare.stderr
+    shimmed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert shimmed.returncode == 0, shimmed.stderr
+    assert shimmed.stdout.strip() == "fork"

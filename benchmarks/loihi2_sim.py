@@ -1,6 +1,6 @@
 """Loihi-2 simulation speed beside the numpy reference, on held-out real E-mini windows.
 
-Run from the repository root: ``.venv/bin/python benchmarks/lava.py [--windows N] [--seeds S]``.
+Run from the repository root: ``.venv/bin/python benchmarks/loihi2_sim.py [--windows N] [--seeds S]``.
 Prints one table measured side by side in one run: windows/s of the numpy reference, the numpy
 fixed-point mirror and Lava's simulator (floating_pt; fixed_pt with one and with two 8-bit
 synapses per weight), each as a ratio to the reference, with the agreement and the Loihi
