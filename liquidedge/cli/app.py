@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "deploy",
     "energy",
     "export",
+    "demo",
 )
 
 for _name in _COMMAND_MODULES:
