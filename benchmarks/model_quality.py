@@ -186,7 +186,7 @@ def main() -> None:
     args = ap.parse_args()
     from rich.console import Console
 
-    console = Console()
+    console = Console(width=150)
     progress = not args.no_progress
     if "synthetic" not in args.skip:
         change_detection(console, progress)

@@ -217,7 +217,9 @@ def main() -> None:
     console = Console(width=120)
     console.print(table)
     fastest = {b: min((r for r in results if r["batch"] == b), key=lambda r: r["us_per_window"]) for b in BATCHES}
-    summary = [f"MACs per window (matrix products): {macs:,}",
+    summary = [f"load average when the run ended (other processes share these cores): "
+               f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs",
+               f"MACs per window (matrix products): {macs:,}",
                f"this core's best fp32 GEMV rate: {rate / 1e9:.2f} GMAC/s (numpy, {rate_n}x{rate_n})"]
     for b, r in fastest.items():
         summary.append(f"batch {b}: fastest is {r['runner']} at {r['us_per_window']:.1f} µs/window = "

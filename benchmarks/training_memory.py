@@ -69,7 +69,7 @@ def main() -> None:
         mb, ma = (b["peak_kib"] - base) / 1024, (a["peak_kib"] - base) / 1024
         table.add_row(str(t), f"{mb:.1f}", f"{ma:.1f}", f"{mb / max(ma, 1e-3):.1f}x",
                       f"{b['seconds']:.2f}", f"{a['seconds']:.2f}", f"{a['seconds'] / b['seconds']:.1f}x")
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

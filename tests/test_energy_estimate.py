@@ -125,12 +125,12 @@ def test_int8_scope_recorded_by_the_exporters_decides_what_runs_in_integer():
     g = random_model(hidden=32).perception
     full = count_perception_ops(g, 64, "int8-static", int8_scope="all")
     mm = count_perception_ops(g, 64, "int8-static", int8_scope="matmul")
-    inp = count_perception_ops(g, 64, "int8-static", int8_scope="input")
+    rec = count_perception_ops(g, 64, "int8-static", int8_scope="recurrent")
     fp32 = count_perception_ops(g, 64)
     assert (mm.matmul_dtype, mm.elementwise_dtype) == ("int8", "fp32")
-    assert (inp.input_dtype, inp.matmul_dtype, inp.elementwise_dtype) == ("int8", "fp32", "fp32")
-    assert inp.input_macs == 64 * g.n_inputs * g.hidden
-    energies = [estimate_energy(c, "rpi5").high_uj for c in (full, mm, inp, fp32)]
+    assert (rec.input_dtype, rec.matmul_dtype, rec.elementwise_dtype) == ("fp32", "int8", "fp32")
+    assert rec.input_macs == 64 * g.n_inputs * g.hidden
+    energies = [estimate_energy(c, "rpi5").high_uj for c in (full, mm, rec, fp32)]
     assert energies == sorted(energies)
     with pytest.raises(ConfigError, match="int8 scope"):
         count_perception_ops(g, 64, "int8-static", int8_scope="everything")

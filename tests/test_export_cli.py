@@ -67,7 +67,8 @@ def test_damaged_model_directory_is_refused(model_dir, tmp_path, damage):
 
 @pytest.mark.parametrize("args,message", [(["-t", "coreml"], "target"), (["-t", "onnx", "--int8", "weight"], "LiteRT only"),
                                           (["-t", "onnx", "--int8", "static", "--scope", "some"], "scope"),
-                                          (["-t", "tflite", "--int8", "static", "--method", "entropy"], "min/max")])
+                                          (["-t", "tflite", "--int8", "static", "--method", "entropy"], "min/max"),
+                                          (["-t", "tflite", "--batches", "1,many"], "comma-separated")])
 def test_bad_options_give_a_clear_error(model_dir, tmp_path, args, message):
     r = CliRunner().invoke(app, ["export", str(model_dir), *args, "-o", str(tmp_path / "p.bin")])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output

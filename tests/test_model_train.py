@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from liquidedge import reference as ref
 from liquidedge.data import DataSpec, build_dataset, generate_market, split

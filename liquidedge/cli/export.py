@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from liquidedge.errors import LiquidEdgeError
+from liquidedge.errors import ConfigError, LiquidEdgeError
 
 calibrate_app = typer.Typer(no_args_is_help=True, add_completion=False,
                             help="Calibration: check exported artefacts against the fp32 reference.")
@@ -50,6 +50,8 @@ def export_cmd(
     seed: int = typer.Option(0, "--seed", help="Seed of the calibration-window draw."),
     events: Optional[Path] = typer.Option(None, "--events", help="Event file to calibrate on "
                                           "(default: the E-mini sample)."),
+    batches: str = typer.Option("1,256", "--batches", help="LiteRT: batch sizes to write a signature "
+                                "for (comma-separated, must include 1)."),
 ) -> None:
     """Export the perception of MODEL_DIR for ONNX Runtime or LiteRT (fp32 or int8)."""
     from rich.console import Console
@@ -60,12 +62,16 @@ def export_cmd(
 
     console = Console(stderr=True)
     try:
+        try:
+            batch_sizes = tuple(int(b) for b in batches.split(","))
+        except ValueError:
+            raise ConfigError(f"--batches {batches!r}: expected comma-separated integers such as 1,256") from None
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
             task = progress.add_task("exporting", total=None)
             data = _dataset(events, model_dir)
             path = export_model(model_dir, target, out, int8=int8, calib_windows=calib, method=method,
-                                scope=scope, data=data, seed=seed,
+                                scope=scope, data=data, seed=seed, batch_sizes=batch_sizes,
                                 progress=lambda stage: progress.update(task, description=stage))
         manifest = read_manifest(path)
     except LiquidEdgeError as exc:

@@ -47,7 +47,7 @@ _SOLVER_OPS: dict[str, tuple[int, int, int, int]] = {
 _RK4_MATMULS = 4
 
 
-INT8_SCOPES = ("input", "matmul", "all")
+INT8_SCOPES = ("recurrent", "matmul", "all")  # as the exporters record them
 _BYTES = {"fp64": 8, "fp32": 4, "fp16": 2, "int8": 1}
 
 
@@ -55,8 +55,9 @@ def precision_dtypes(precision: str, int8_scope: str | None = None) -> tuple[str
     """(input-projection dtype, recurrent/readout matmul dtype, elementwise dtype) of an artefact.
 
     ``int8_scope`` refines "int8-static" the way the exporters record it in the manifest
-    (``details["int8_scope"]``): "input" quantises only the input projection, "matmul" every
-    matrix product, "all" (or unknown) the whole graph."""
+    (``details["int8_scope"]``): "recurrent" quantises the per-step recurrent products and the
+    readout (the hoisted input projection and the elementwise solver stay float), "matmul" every
+    matrix product, "all" the whole graph."""
     key = precision.lower()
     if key not in PRECISIONS:
         raise ConfigError(f"unknown precision {precision!r} for the energy estimate "
@@ -65,8 +66,8 @@ def precision_dtypes(precision: str, int8_scope: str | None = None) -> tuple[str
     if key in ("int8-static", "int8") and int8_scope is not None:
         if int8_scope not in INT8_SCOPES:
             raise ConfigError(f"int8 scope {int8_scope!r}: expected one of {INT8_SCOPES}")
-        if int8_scope == "input":
-            return "int8", "fp32", "fp32"
+        if int8_scope == "recurrent":
+            return "fp32", "int8", "fp32"
         if int8_scope == "matmul":
             return "int8", "int8", "fp32"
     return mm, mm, ew
@@ -90,7 +91,7 @@ class OpCounts:
     elementwise_dtype: str
     sparse: bool
     input_macs: int = 0       # of ``macs``, those of the input projection ...
-    input_dtype: str = ""     # ... which may run in another dtype (int8 scope "input")
+    input_dtype: str = ""     # ... which may run in another dtype (int8 scope "recurrent": float)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -397,7 +397,8 @@ def train_model(data, config: TrainConfig | None = None) -> tuple[LiquidTitanMod
             m = evaluate_model(ir, part)
             if cfg.memory:
                 off = evaluate_model(ir, part, memory_on=False)
-                m.update({f"memory_off_{k}": v for k, v in off.items() if k.startswith("mse")})
+                m.update({f"memory_off_{k}": v for k, v in off.items()
+                          if k.startswith("mse") and not k.endswith("ewma")})
             metrics[name] = m
     training["metrics"] = metrics
     ir.training = training
