@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -144,6 +145,9 @@ def _agreement(cfg: DemoConfig, model, dataset, artefacts, console) -> dict[str,
         CalibrationSet(inputs.x[:n_lava], inputs.dt[:n_lava], inputs.mask[:n_lava], dict(inputs.info)),
         {k: v[:n_lava] for k, v in windows.stream.items() if isinstance(v, np.ndarray)}, windows.index[:n_lava])
     reports = {}
+    # Lava's runtime forks its workers after litert-torch has loaded JAX; the workers only run
+    # Lava's numpy models and never touch JAX, so CPython's "fork with threads" warning is noise.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
     for name, path in artefacts:
         is_lava = "Lava" in name
         runner = load_runner(path)
