@@ -101,3 +101,21 @@ def test_config_round_trips_through_json_and_refuses_nonsense(tmp_path):
         TrainConfig.from_json(path)
     with pytest.raises(ConfigError):
         train_model("not data", TrainConfig())
+
+
+def test_sensor_task_trains_on_an_irregular_stream_and_beats_persistence_of_a_smooth_signal():
+    from liquidedge.data.sensor import SensorSpec, build_sensor_dataset
+    from liquidedge.model.evaluate import evaluate_model as score
+
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.uniform(0.05, 0.4, 1500))                  # irregular sampling, seconds
+    values = np.sin(2 * np.pi * t / 7.0) + 0.02 * rng.normal(size=t.size)
+    ds = build_sensor_dataset((t * 1e9).astype(np.int64), values, SensorSpec(steps=16, every=2, horizon=4))
+    cfg = TrainConfig(**{**TINY, "task": "sensor", "data_spec": None, "epochs": 4, "feedback": False})
+    model, report = train_model(ds, cfg)
+    assert model.decoder.outputs == ("next_value",) and model.training["task"] == "sensor"
+    test = split(ds, cfg.split)[2]
+    m = score(model, test)
+    assert m["mse_next_value"] < m["mse_next_value_persistence"]
+    with pytest.raises(ConfigError):
+        train_model(build_dataset(generate_market(5_000, seed=3).events, DataSpec(**SPEC)), cfg)

@@ -71,7 +71,8 @@ class Dataset:
     ``x [N,T,F]`` float32 raw (un-normalised) features, ``dt_s [N,T]`` seconds per step (0 on
     padding), ``mask [N,T]``, ``end_ns``/``end_bar [N]`` the window's last bar, targets
     ``target_logvol``/``target_dir [N]`` (NaN where ``target_valid`` is False) and the EWMA
-    ``baseline_logvol [N]``.
+    ``baseline_logvol [N]``. ``target_value [N]`` is set only for sensor streams
+    (``liquidedge.data.sensor``): the reading after the window; ``None`` for market data.
     """
     x: np.ndarray
     dt_s: np.ndarray
@@ -84,6 +85,7 @@ class Dataset:
     baseline_logvol: np.ndarray
     spec: DataSpec
     feature_names: tuple[str, ...] = FEATURE_NAMES
+    target_value: np.ndarray | None = None
 
     _ARRAYS = ("x", "dt_s", "mask", "end_ns", "end_bar", "target_logvol", "target_dir",
                "target_valid", "baseline_logvol")
@@ -93,8 +95,9 @@ class Dataset:
 
     def take(self, index) -> "Dataset":
         """Rows selected by an index array, slice or boolean mask."""
+        value = None if self.target_value is None else self.target_value[index]
         return Dataset(**{k: getattr(self, k)[index] for k in self._ARRAYS},
-                       spec=self.spec, feature_names=self.feature_names)
+                       spec=self.spec, feature_names=self.feature_names, target_value=value)
 
 
 def build_bars_for(events: Events, spec: DataSpec) -> Bars:

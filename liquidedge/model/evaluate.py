@@ -65,7 +65,11 @@ def dataset_for(model: LiquidTitanModel, events, part: str = "test"):
 
     if part not in PARTS:
         raise ConfigError(f"part: expected one of {PARTS}, got {part!r}")
-    dataset = build_dataset(events, DataSpec.from_dict(model.data_spec) if model.data_spec else None)
+    if model.data_spec.get("kind") == "sensor":   # readings (value in the price column), not trades
+        from liquidedge.data.sensor import SensorSpec, build_sensor_dataset
+        dataset = build_sensor_dataset(events.time_ns, events.price, SensorSpec.from_dict(model.data_spec))
+    else:
+        dataset = build_dataset(events, DataSpec.from_dict(model.data_spec) if model.data_spec else None)
     if part == "all":
         return dataset
     fractions = model.training.get("config", {}).get("split", (0.6, 0.2, 0.2))

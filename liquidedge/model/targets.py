@@ -31,8 +31,9 @@ def task_targets(dataset, task: str) -> tuple[np.ndarray, np.ndarray]:
         y = np.stack([dataset.target_logvol, dataset.target_dir], axis=1).astype(np.float32)
         valid = np.asarray(dataset.target_valid, bool)
     else:
-        if not hasattr(dataset, "target_value"):
-            raise ConfigError("task 'sensor' needs a dataset with target_value [N] (the next value)")
+        if getattr(dataset, "target_value", None) is None:
+            raise ConfigError("task 'sensor' needs a dataset with target_value [N] (the next value), "
+                              "e.g. from liquidedge.data.sensor.build_sensor_dataset")
         y = np.asarray(dataset.target_value, np.float32).reshape(-1, 1)
         valid = np.asarray(getattr(dataset, "target_valid", np.isfinite(y[:, 0])), bool)
     valid = valid & np.all(np.isfinite(y), axis=1)
@@ -51,4 +52,11 @@ def prediction_metrics(prediction: np.ndarray, dataset, task: str) -> dict[str, 
             base = np.asarray(dataset.baseline_logvol, np.float64)[valid]
             out["mse_logvol_ewma"] = float(np.mean((base - y[:, 0]) ** 2))
         return out
-    return {"mse_next_value": float(np.mean((p[:, 0] - y[:, 0]) ** 2))}
+    out = {"mse_next_value": float(np.mean((p[:, 0] - y[:, 0]) ** 2))}
+    try:
+        from liquidedge.data.sensor import persistence_forecast
+        base = np.asarray(persistence_forecast(dataset), np.float64)[valid]
+        out["mse_next_value_persistence"] = float(np.mean((base - y[:, 0]) ** 2))
+    except (ImportError, ConfigError):
+        pass   # no 'value' feature: no persistence baseline to report
+    return out
