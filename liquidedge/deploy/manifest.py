@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from liquidedge.errors import DeployError
+from liquidedge.targets.base import sha256_file
 
 FORMAT = "liquidedge-bundle"
 FORMAT_VERSION = 1
@@ -32,11 +33,7 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_path(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def list_files(root: Path) -> list[str]:

@@ -99,6 +99,18 @@ class PerceptionRunner(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+def check_runner_args(kind: str, path, manifest: ArtefactManifest, threads: int,
+                      options: dict[str, Any]) -> int:
+    """The checks every runner constructor makes: right target, no unknown option, threads >= 1."""
+    if manifest.target != kind:
+        raise ConfigError(f"{path}: manifest target is {manifest.target!r}, not {kind!r}")
+    if options:
+        raise ConfigError(f"runner for {kind}: unknown options {sorted(options)}")
+    if int(threads) < 1:
+        raise ConfigError(f"threads: expected >= 1, got {threads}")
+    return int(threads)
+
+
 def checked_inputs(manifest: ArtefactManifest, x, dt, mask=None):
     """Validate a window batch against the artefact's manifest before any runtime is called."""
     return check_window(x, dt, mask, n_inputs=manifest.n_inputs, steps=manifest.steps)

@@ -76,14 +76,49 @@ def check_learn(learn, batch: int) -> np.ndarray:
     return arr.astype(bool)
 
 
-class NumpyHostRunner:
+class NumpyStateOps:
+    """Row bookkeeping for runners whose state is a list of numpy arrays [weights..., momenta...].
+
+    Needs ``self.memory`` (the MemoryGraph) and ``self.np_dtype``.
+    """
+
+    def take(self, state, rows):
+        rows = np.asarray(rows)
+        if rows.size == 1:  # a view, not a copy: the common one-stream case
+            r = int(rows.reshape(-1)[0])
+            return [s[r:r + 1] for s in state]
+        return [s[rows] for s in state]
+
+    def put(self, state, rows, part):
+        rows = np.asarray(rows)
+        if rows.size == 1:
+            r = int(rows.reshape(-1)[0])
+            for s, p in zip(state, part):
+                s[r:r + 1] = p
+            return state
+        for s, p in zip(state, part):
+            s[rows] = p
+        return state
+
+    def concat(self, a, b):
+        return [np.concatenate([x, y]) for x, y in zip(a, b)]
+
+    def to_numpy(self, state) -> reference.MemoryState:
+        n = self.memory.depth
+        return reference.MemoryState([np.array(s) for s in state[:n]], [np.array(s) for s in state[n:]])
+
+    def from_numpy(self, state: reference.MemoryState) -> list:
+        return [np.array(s, self.np_dtype) for s in state.weights + state.momentum]
+
+
+class NumpyHostRunner(NumpyStateOps):
     """The reference as a runner (float64): the oracle, and a host with no runtime installed."""
 
     name = "numpy"
 
     def __init__(self, model: LiquidTitanModel, dtype=np.float64):
         self.memory, self.decoder = model.memory, model.decoder
-        self.dtype = dtype
+        self.dtype = self.np_dtype = dtype
         # no score can exceed the largest float: the frozen copy never learns nor asks for bypass
         self._frozen = dataclasses.replace(self.memory, threshold=float(np.finfo(np.float64).max),
                                            bypass_threshold=float("inf"))
@@ -108,24 +143,6 @@ class NumpyHostRunner:
         out = HostOutputs(res.retrieved, prediction, res.score, res.updated.astype(bool),
                           res.bypass.astype(bool))
         return res.state.weights + res.state.momentum, out
-
-    def take(self, state, rows):
-        return [s[rows] for s in state]
-
-    def put(self, state, rows, part):
-        for s, p in zip(state, part):
-            s[rows] = p
-        return state
-
-    def concat(self, a, b):
-        return [np.concatenate([x, y]) for x, y in zip(a, b)]
-
-    def to_numpy(self, state) -> reference.MemoryState:
-        n = self.memory.depth
-        return reference.MemoryState([np.asarray(s) for s in state[:n]], [np.asarray(s) for s in state[n:]])
-
-    def from_numpy(self, state: reference.MemoryState) -> list:
-        return [np.array(s, self.dtype) for s in state.weights + state.momentum]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "numpy", "dtype": np.dtype(self.dtype).name}

@@ -15,7 +15,7 @@ from liquidedge import reference
 from liquidedge.errors import ConfigError, ModelFileError, TargetUnavailableError
 from liquidedge.inputs import check_embeddings
 from liquidedge.ir import LiquidTitanModel
-from liquidedge.targets.host import HostOutputs, check_learn
+from liquidedge.targets.host import HostOutputs, NumpyStateOps, check_learn
 
 try:
     import onnxruntime as ort
@@ -36,7 +36,7 @@ def _providers(device: str) -> list[str]:
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in have else []) + ["CPUExecutionProvider"]
 
 
-class OnnxHostRunner:
+class OnnxHostRunner(NumpyStateOps):
     """``step(state, embeddings, learn)`` with ONNX Runtime.
 
     ``artefact``: an exported step (``exporters.memory.export_memory``) whose manifest names
@@ -95,34 +95,6 @@ class OnnxHostRunner:
         outs = self.session.run(self._out, feed)
         n = 2 * self.memory.depth
         return outs[:n], HostOutputs(*outs[n:])
-
-    def take(self, state, rows):
-        rows = np.asarray(rows)
-        if rows.size == 1:
-            r = int(rows[0])
-            return [s[r:r + 1] for s in state]
-        return [s[rows] for s in state]
-
-    def put(self, state, rows, part):
-        rows = np.asarray(rows)
-        if rows.size == 1:
-            r = int(rows[0])
-            for s, p in zip(state, part):
-                s[r:r + 1] = p
-            return state
-        for s, p in zip(state, part):
-            s[rows] = p
-        return state
-
-    def concat(self, a, b):
-        return [np.concatenate([x, y]) for x, y in zip(a, b)]
-
-    def to_numpy(self, state) -> reference.MemoryState:
-        n = self.memory.depth
-        return reference.MemoryState([np.array(s) for s in state[:n]], [np.array(s) for s in state[n:]])
-
-    def from_numpy(self, state: reference.MemoryState) -> list:
-        return [np.array(s, self.np_dtype) for s in state.weights + state.momentum]
 
     def describe(self) -> dict[str, Any]:
         return {"backend": "onnxruntime", "providers": self.session.get_providers(),

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from liquidedge.errors import ConfigError, ModelFileError, TargetUnavailableError
-from liquidedge.targets.base import ArtefactManifest, checked_inputs
+from liquidedge.errors import ModelFileError, TargetUnavailableError
+from liquidedge.targets.base import ArtefactManifest, checked_inputs, check_runner_args
 
 _INPUTS = ("x", "dt", "mask")
 
@@ -60,12 +60,7 @@ class LiteRTRunner:
     """``encode(x [B,T,F], dt [B,T], mask [B,T]) -> embedding [B,E]`` on a ``.tflite`` artefact."""
 
     def __init__(self, path: str | Path, manifest: ArtefactManifest, threads: int = 1, **options: Any):
-        if manifest.target != "litert":
-            raise ConfigError(f"{path}: manifest target is {manifest.target!r}, not 'litert'")
-        if options:
-            raise ConfigError(f"LiteRTRunner: unknown options {sorted(options)}")
-        if int(threads) < 1:
-            raise ConfigError(f"threads: expected >= 1, got {threads}")
+        threads = check_runner_args("litert", path, manifest, threads, options)
         self.path = Path(path)
         self.manifest = manifest
         self.threads = int(threads)

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from liquidedge.errors import ConfigError, ModelFileError, TargetUnavailableError
-from liquidedge.targets.base import ArtefactManifest, checked_inputs
+from liquidedge.errors import ModelFileError, TargetUnavailableError
+from liquidedge.targets.base import ArtefactManifest, checked_inputs, check_runner_args
 
 MODEL_HASH_KEY = "liquidedge.model_hash"
 
@@ -24,12 +24,7 @@ class OnnxRuntimeRunner:
 
     def __init__(self, path: str | Path, manifest: ArtefactManifest, threads: int = 1,
                  providers: list[str] | None = None, **options: Any):
-        if manifest.target != "onnxruntime":
-            raise ConfigError(f"{path}: manifest target is {manifest.target!r}, not 'onnxruntime'")
-        if options:
-            raise ConfigError(f"OnnxRuntimeRunner: unknown options {sorted(options)}")
-        if int(threads) < 1:
-            raise ConfigError(f"threads: expected >= 1, got {threads}")
+        threads = check_runner_args("onnxruntime", path, manifest, threads, options)
         try:
             import onnxruntime as ort
         except ImportError:
