@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from liquidedge.cli.common import fail as _fail
+
 from liquidedge.errors import LiquidEdgeError
 
 data_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -20,11 +22,6 @@ def _columns(preset: Optional[str]):
     return preset  # None -> auto-detect names; else a preset name (checked by the library)
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @data_app.command("inspect")

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import typer
 
+from liquidedge.cli.common import fail
+
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo_cmd)
@@ -22,5 +24,4 @@ def demo_cmd(
     try:
         run_demo(DemoConfig(out=out, train_budget_s=train_budget, quick=quick))
     except LiquidEdgeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2)
+        fail(exc)

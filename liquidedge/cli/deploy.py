@@ -6,6 +6,8 @@ from typing import List, Optional
 
 import typer
 
+from liquidedge.cli.common import fail as _fail
+
 from liquidedge.errors import LiquidEdgeError
 
 deploy_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -16,12 +18,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(deploy_app, name="deploy")
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @deploy_app.command("profiles")

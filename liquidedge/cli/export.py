@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from liquidedge.cli.common import fail as _fail
+
 from liquidedge.errors import ConfigError, LiquidEdgeError
 
 calibrate_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -18,12 +20,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(calibrate_app, name="calibrate")
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def _dataset(events: Optional[Path], model_dir: Path):

@@ -8,16 +8,13 @@ from typing import Optional
 
 import typer
 
+from liquidedge.cli.common import fail as _fail
+
 from liquidedge.errors import LiquidEdgeError
 
 SAMPLE = "sample"
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 def load_data(data: str, columns: Optional[str] = None):

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from liquidedge.cli.common import fail as _fail
+
 from liquidedge.errors import LiquidEdgeError
 
 simulate_app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -20,11 +22,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(simulate_app, name="simulate")
 
 
-def _fail(exc: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @simulate_app.command("loihi2")
