@@ -7,8 +7,9 @@ from liquidedge.data.features import FEATURE_NAMES, Normaliser, compute_features
 from liquidedge.data.pipeline import DataSpec, Dataset, build_dataset, split
 from liquidedge.data.sample import SampleDataMissingError, default_ticks_path, load_default_ticks
 from liquidedge.data.sensor import (SENSOR_FEATURE_NAMES, SensorSampleMissingError, SensorSpec,
-                                    build_sensor_dataset, load_ppg_sample, persistence_forecast,
-                                    ppg_sample_path, reading_dt, simulate_dropouts, with_constant_dt)
+                                    build_sensor_dataset, clock_tick_s, load_ppg_sample,
+                                    persistence_forecast, ppg_sample_path, reading_dt,
+                                    simulate_dropouts, with_constant_dt)
 from liquidedge.data.synthetic import DEFAULT_REGIMES, Regime, SyntheticMarket, generate_market
 from liquidedge.data.targets import bar_log_returns, ewma_logvol_forecast, future_targets
 from liquidedge.data.ticks import (ColumnMap, Events, RepairReport, load_events, save_events,
@@ -22,8 +23,8 @@ __all__ = [
     "DataSpec", "Dataset", "build_dataset", "split",
     "SampleDataMissingError", "default_ticks_path", "load_default_ticks",
     "SENSOR_FEATURE_NAMES", "SensorSampleMissingError", "SensorSpec", "build_sensor_dataset",
-    "load_ppg_sample", "persistence_forecast", "ppg_sample_path", "reading_dt", "simulate_dropouts",
-    "with_constant_dt",
+    "clock_tick_s", "load_ppg_sample", "persistence_forecast", "ppg_sample_path", "reading_dt",
+    "simulate_dropouts", "with_constant_dt",
     "DEFAULT_REGIMES", "Regime", "SyntheticMarket", "generate_market",
     "bar_log_returns", "ewma_logvol_forecast", "future_targets",
     "ColumnMap", "Events", "RepairReport", "load_events", "save_events", "validate_events",

@@ -10,10 +10,12 @@ the same forecast with persistence as its zero, much easier to learn), strictly 
 
 Rules, as in the bar path (``liquidedge.data.bars``): duplicate stamps are legal and nothing is
 dropped; dt is floored at the clock resolution ``min_dt_s`` so it is always > 0 (the count of
-floored steps is reported by ``reading_dt``). A window never starts at the stream's first reading,
-whose dt is unknown. The standardisation (centre, scale) is fitted on the first ``fit_fraction``
-of the readings only, the part a time-ordered training split sees, so no statistic of held-out
-data reaches the inputs. The result is a ``liquidedge.data.Dataset`` with ``target_value`` set,
+floored steps is reported by ``reading_dt``; ``clock_tick_s`` measures a coarse recorder clock,
+the right floor when stamps repeat). A window never starts at the stream's first reading, whose
+dt is unknown. A ``received`` mask models lost readings: windows skip them, targets do not. The
+standardisation (centre, scale) is fitted on the first ``fit_fraction`` of the (received)
+readings only, the part a time-ordered training split sees, so no statistic of held-out data
+reaches the inputs. The result is a ``liquidedge.data.Dataset`` with ``target_value`` set,
 which ``split``, ``train_model(task="sensor")`` and evaluation take as is. numpy only (the CSV
 loader imports pandas inside ``load_events``).
 """
@@ -73,12 +75,12 @@ class SensorSpec:
     def __post_init__(self):
         object.__setattr__(self, "features", tuple(self.features))
         self.window_spec()   # validates steps and every
-        for name in ("horizon",):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ConfigError(f"{name}: expected readings >= 1, got {v!r}")
-        if not (isinstance(self.min_dt_s, (int, float)) and math.isfinite(self.min_dt_s) and self.min_dt_s > 0):
-            raise ConfigError(f"min_dt_s: expected seconds > 0 (the clock resolution), got {self.min_dt_s!r}")
+        h = self.horizon
+        if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
+            raise ConfigError(f"horizon: expected readings >= 1, got {h!r}")
+        dt = self.min_dt_s
+        if isinstance(dt, bool) or not isinstance(dt, (int, float)) or not (math.isfinite(dt) and dt > 0):
+            raise ConfigError(f"min_dt_s: expected seconds > 0 (the clock resolution), got {dt!r}")
         unknown = [n for n in self.features if n not in SENSOR_FEATURES]
         if unknown or not self.features:
             raise ConfigError(f"features {list(self.features)}: expected names from {list(SENSOR_FEATURES)}")
@@ -123,6 +125,23 @@ def reading_dt(time_ns: np.ndarray, min_dt_s: float = DEFAULT_MIN_DT_S) -> tuple
     raw = np.diff(t) / NS_PER_S
     dt[1:] = np.maximum(raw, min_dt_s)
     return dt, int(np.sum(raw < min_dt_s))
+
+
+def clock_tick_s(time_ns) -> float:
+    """The recorder's clock tick in seconds: the median step between consecutive distinct stamps.
+
+    A recorder that stamps readings with a clock coarser than its sampling repeats stamps (the
+    PPG sample: ~100 Hz readings, a 64 Hz clock). Within a tick the real spacing is unknown, so
+    the tick is the honest ``min_dt_s``: a 1 ms floor would turn every repeated stamp into a
+    near-zero dt the LTC all but skips, and the next reading into a double step.
+    """
+    t = np.asarray(time_ns, np.int64)
+    steps = np.diff(t)
+    steps = steps[steps > 0]
+    if steps.size == 0:
+        raise DataValidationError("fewer than two distinct stamps: no clock tick to measure",
+                                  field="time_ns", expected="stamps that advance")
+    return float(np.median(steps)) / NS_PER_S
 
 
 def _check_stream(time_ns, values) -> tuple[np.ndarray, np.ndarray]:
@@ -240,9 +259,10 @@ def with_constant_dt(dataset: Dataset, dt_s: float | None = None) -> Dataset:
 
 
 def simulate_dropouts(n: int, fraction: float, *, max_run: int = 8, seed: int = 0) -> np.ndarray:
-    """A boolean keep-mask over ``n`` readings with about ``fraction`` of them dropped in runs of
-    1..``max_run`` consecutive readings (dropped beats, radio loss), at seeded random places.
-    The first and last readings are always kept."""
+    """A boolean keep-mask over ``n`` readings with ``round(fraction * (n - 2))`` of them dropped in
+    separate runs of 1..``max_run`` consecutive readings (dropped beats, radio loss) at seeded
+    random places. The first and last readings are always kept, and runs never touch, so no gap
+    is longer than ``max_run`` readings."""
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"fraction: expected a fraction in [0, 1), got {fraction!r}")
     if isinstance(max_run, bool) or not isinstance(max_run, (int, np.integer)) or max_run < 1:
@@ -250,21 +270,24 @@ def simulate_dropouts(n: int, fraction: float, *, max_run: int = 8, seed: int = 
     if n < 2:
         raise ConfigError(f"n: expected at least 2 readings, got {n}")
     rng = np.random.default_rng(seed)
-    keep = np.ones(n, bool)
     goal = int(round(fraction * (n - 2)))
-    while goal > 0 and int(np.sum(~keep[1:-1])) < goal:
-        need = goal - int(np.sum(~keep[1:-1]))
-        k = max(1, need // ((max_run + 1) // 2))         # runs that should roughly cover what is left
-        starts = rng.integers(1, n - 1, size=k)
-        lengths = rng.integers(1, max_run + 1, size=k)
-        for s, ln in zip(starts, lengths):
-            stop = min(s + ln, n - 1)
-            left = goal - int(np.sum(~keep[1:-1]))
-            if left <= 0:
-                break
-            block = np.flatnonzero(keep[s:stop])[:left] + s
-            keep[block] = False
-    return keep
+    lengths: list[int] = []
+    total = 0
+    while total < goal:
+        lengths.append(min(int(rng.integers(1, max_run + 1)), goal - total))
+        total += lengths[-1]
+    kept = n - goal
+    if kept < len(lengths) + 1:
+        raise ConfigError(f"dropping {fraction:.0%} in runs of at most {max_run} leaves too few readings "
+                          "to separate the runs; lower fraction or raise max_run")
+    cuts = np.sort(rng.choice(np.arange(1, kept), size=len(lengths), replace=False))
+    kept_parts = np.diff(np.concatenate(([0], cuts, [kept])))        # each >= 1
+    sizes = np.empty(2 * len(lengths) + 1, np.int64)
+    sizes[0::2] = kept_parts
+    sizes[1::2] = lengths
+    values = np.zeros(len(sizes), bool)
+    values[0::2] = True
+    return np.repeat(values, sizes)
 
 
 # ----------------------------------------------------------------------------- the shipped sample
