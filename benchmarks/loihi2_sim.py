@@ -57,14 +57,12 @@ def _rate(fn, n: int, min_s: float = 0.5) -> float:
 
 def fitted_random_model(dataset, hidden: int = 32, wiring=None, input_mask=None, seed: int = 0):
     """A seeded random LTC with normalisation and time unit fitted to ``dataset`` (train part)."""
-    from liquidedge.data import Normaliser
-    from liquidedge.ir import random_model
+    from liquidedge.ir import random_model_for
 
-    norm = Normaliser().fit(dataset.x, dataset.mask.astype(bool), dataset.dt_s)
-    m = random_model(n_features=dataset.x.shape[-1], hidden=hidden, wiring=wiring, seed=seed)
+    m = random_model_for(dataset, hidden=hidden, wiring=wiring, seed=seed)
     if input_mask is not None:
         m.perception.w_in = m.perception.w_in * input_mask(m.perception.n_inputs)
-    return replace(m, norm_mean=norm.mean, norm_std=norm.std, dt_unit=norm.dt_unit)
+    return m
 
 
 def main(argv=None) -> None:

@@ -18,7 +18,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # b
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -74,15 +73,13 @@ def macs_per_window(g, steps: int) -> int:
 def real_windows(n_needed: int):
     """A random (untrained) model normalised on the E-mini sample, and its held-out windows."""
     from liquidedge.calibration.windows import representative_windows, stream_windows, train_and_held_out
-    from liquidedge.data import DataSpec, Normaliser, build_dataset, load_default_ticks
-    from liquidedge.ir import random_model
+    from liquidedge.data import DataSpec, build_dataset, load_default_ticks
+    from liquidedge.ir import random_model_for
 
     spec = DataSpec(steps=STEPS)
     ds = build_dataset(load_default_ticks(), spec)
     train, held = train_and_held_out(ds)
-    norm = Normaliser(tuple(spec.features)).fit(train.x, train.mask.astype(bool), train.dt_s)
-    model = dataclasses.replace(random_model(n_features=ds.x.shape[2]), norm_mean=norm.mean,
-                                norm_std=norm.std, dt_unit=norm.dt_unit, data_spec=spec.to_dict())
+    model = random_model_for(train, data_spec=spec.to_dict())
     calib = representative_windows(model, train, 256, seed=0)
     inputs = stream_windows(model, held).inputs
     idx = np.resize(np.arange(len(inputs)), n_needed)

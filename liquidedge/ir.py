@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -500,3 +500,17 @@ def random_model(n_features: int = 6, hidden: int = 32, mem_dim: int = 16, depth
     return LiquidTitanModel(perception=perception, memory=memory, decoder=decoder,
                             norm_mean=np.zeros(n_features), norm_std=np.ones(n_features),
                             dt_unit=1.0, feedback=feedback if feedback else 0)
+
+
+def random_model_for(dataset, *, data_spec: dict[str, Any] | None = None, **kwargs: Any) -> LiquidTitanModel:
+    """``random_model`` whose normalisation and time unit are fitted on ``dataset``'s windows.
+
+    An untrained model fed realistic inputs: what exporter, target and benchmark checks on real
+    data need before (or without) training. ``kwargs`` go to ``random_model``.
+    """
+    from liquidedge.data import Normaliser
+
+    norm = Normaliser().fit(dataset.x, np.asarray(dataset.mask).astype(bool), dataset.dt_s)
+    model = random_model(n_features=dataset.x.shape[-1], **kwargs)
+    return replace(model, norm_mean=norm.mean, norm_std=norm.std, dt_unit=norm.dt_unit,
+                   data_spec=model.data_spec if data_spec is None else data_spec)

@@ -1,5 +1,4 @@
 """Calibration windows: drawn from the training span, stratified by volatility, seeded; readers."""
-import dataclasses
 
 import numpy as np
 import pytest
@@ -9,19 +8,17 @@ from liquidedge.calibration.readers import litert_calibration_data, ort_reader
 from liquidedge.calibration.windows import (CalibrationSet, representative_windows, stream_windows,
                                             train_and_held_out, volatility_strata)
 from liquidedge.errors import ConfigError, InputShapeError
-from liquidedge.ir import random_model
+from liquidedge.ir import random_model, random_model_for
 
 
 @pytest.fixture(scope="module")
 def emini(emini_events):
-    from liquidedge.data import DataSpec, Normaliser, build_dataset
+    from liquidedge.data import DataSpec, build_dataset
 
     spec = DataSpec(steps=16)
     ds = build_dataset(emini_events, spec)
     train, held = train_and_held_out(ds)
-    norm = Normaliser(tuple(spec.features)).fit(train.x, train.mask.astype(bool), train.dt_s)
-    model = dataclasses.replace(random_model(n_features=ds.x.shape[2]), norm_mean=norm.mean,
-                                norm_std=norm.std, dt_unit=norm.dt_unit, data_spec=spec.to_dict())
+    model = random_model_for(train, data_spec=spec.to_dict())
     return model, train, held
 
 

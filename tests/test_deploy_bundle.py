@@ -15,13 +15,12 @@ import pytest
 
 from liquidedge import reference as ref
 from liquidedge.data import DataSpec, build_dataset
-from liquidedge.data.features import Normaliser
 from liquidedge.deploy.bundle import build_bundle
 from liquidedge.deploy.edge_modules import edge_closure
 from liquidedge.deploy.manifest import read_manifest, sha256_path
 from liquidedge.deploy.verify import extract_bundle, verify_bundle
 from liquidedge.errors import ConfigError, DeployError
-from liquidedge.ir import random_model, save_model
+from liquidedge.ir import random_model, random_model_for, save_model
 
 sys.path.insert(0, str(Path(__file__).parent))  # the harness test's simulated RAPL package
 
@@ -58,12 +57,7 @@ def sample_events(emini_events):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, sample_events):
-    ds = build_dataset(sample_events, SPEC)
-    norm = Normaliser().fit(ds.x, ds.mask, ds.dt_s)
-    m = random_model(n_features=len(SPEC.features), feedback=2, hidden=24, seed=5)
-    m.norm_mean, m.norm_std, m.dt_unit = norm.mean.astype(np.float32), norm.std.astype(np.float32), norm.dt_unit
-    m.data_spec = SPEC.to_dict()
-    m.__post_init__()
+    m = random_model_for(build_dataset(sample_events, SPEC), data_spec=SPEC.to_dict(), feedback=2, hidden=24, seed=5)
     return save_model(m, tmp_path_factory.mktemp("model") / "model")
 
 

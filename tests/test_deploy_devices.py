@@ -14,13 +14,12 @@ import pytest
 
 from liquidedge import reference as ref
 from liquidedge.data import DataSpec, build_dataset
-from liquidedge.data.features import Normaliser
 from liquidedge.deploy.bundle import build_bundle
 from liquidedge.deploy.device import run_bundle
 from liquidedge.deploy.manifest import read_manifest, sha256_bytes
 from liquidedge.deploy.verify import extract_bundle, verify_bundle
 from liquidedge.errors import DeployError
-from liquidedge.ir import load_model, random_model, save_model
+from liquidedge.ir import load_model, random_model_for, save_model
 
 SPEC = DataSpec()
 N_EVENTS = 40_000
@@ -33,12 +32,7 @@ def events(emini_events):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, events):
-    ds = build_dataset(events, SPEC)
-    norm = Normaliser().fit(ds.x, ds.mask, ds.dt_s)
-    m = random_model(n_features=len(SPEC.features), feedback=2, hidden=24, seed=11)
-    m.norm_mean, m.norm_std, m.dt_unit = norm.mean.astype(np.float32), norm.std.astype(np.float32), norm.dt_unit
-    m.data_spec = SPEC.to_dict()
-    m.__post_init__()
+    m = random_model_for(build_dataset(events, SPEC), data_spec=SPEC.to_dict(), feedback=2, hidden=24, seed=11)
     return save_model(m, tmp_path_factory.mktemp("devices") / "model")
 
 

@@ -3,16 +3,15 @@
 Until a trained model exists the model is a seeded random LTC whose feature normalisation and
 time unit are fitted to the training part of the same data.
 """
-from dataclasses import replace
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from liquidedge import reference as ref
-from liquidedge.data import FEATURE_NAMES, DataSpec, Normaliser, build_dataset, split
+from liquidedge.data import DataSpec, build_dataset, split
 from liquidedge.exporters.lava import export_lava
-from liquidedge.ir import random_model, save_model
+from liquidedge.ir import random_model_for, save_model
 from liquidedge.lava_procs import fixed_point as fxp
 from liquidedge.targets.base import load_runner
 from liquidedge.targets.lava import decision_agreement, embedding_agreement, simulate_loihi2
@@ -22,9 +21,7 @@ from liquidedge.targets.lava import decision_agreement, embedding_agreement, sim
 def emini(emini_events):
     """(model fitted to the training part, held-out test part as model inputs)."""
     parts = split(build_dataset(emini_events, DataSpec()))
-    norm = Normaliser().fit(parts[0].x, parts[0].mask.astype(bool), parts[0].dt_s)
-    model = random_model(n_features=len(FEATURE_NAMES), hidden=32, seed=0)
-    model = replace(model, norm_mean=norm.mean, norm_std=norm.std, dt_unit=norm.dt_unit)
+    model = random_model_for(parts[0], hidden=32, seed=0)
     test = parts[-1]
     x, dt, mask = ref.model_inputs(model, test.x, test.dt_s, test.mask)
     return model, x, dt, mask

@@ -75,6 +75,8 @@ class DeviceProfile:
         return d
 
 
+_JETSON_GPU_NOTE = ("For CUDA/TensorRT install NVIDIA's onnxruntime-gpu wheel for your JetPack "
+                    "(Jetson Zoo) instead of the PyPI onnxruntime; the CPU provider is the fallback.")
 _ORT_JETSON = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
@@ -105,8 +107,7 @@ PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
         node_nm=8, core_volts=0.75, l1d_kib=64, l2_kib=256,
         fallback_runtimes=("numpy",),
         runtime_packages=("onnxruntime>=1.17",),
-        notes=("For CUDA/TensorRT install NVIDIA's onnxruntime-gpu wheel for your JetPack "
-               "(Jetson Zoo) instead of the PyPI onnxruntime; the CPU provider is the fallback.",)),
+        notes=(_JETSON_GPU_NOTE,)),
     DeviceProfile(
         name="jetson-agx-orin", description="NVIDIA Jetson AGX Orin (12x Cortex-A78AE, Ampere GPU)",
         arch="aarch64", runtime="onnxruntime", precision="fp32", threads=8,
@@ -117,8 +118,7 @@ PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
         node_nm=8, core_volts=0.75, l1d_kib=64, l2_kib=256,
         fallback_runtimes=("numpy",),
         runtime_packages=("onnxruntime>=1.17",),
-        notes=("For CUDA/TensorRT install NVIDIA's onnxruntime-gpu wheel for your JetPack "
-               "(Jetson Zoo) instead of the PyPI onnxruntime; the CPU provider is the fallback.",)),
+        notes=(_JETSON_GPU_NOTE,)),
     DeviceProfile(
         name="x86-host", description="x86-64 workstation or server (Intel/AMD)",
         arch="x86_64", runtime="onnxruntime", precision="fp32", threads=4,
