@@ -2,10 +2,12 @@
 
 numpy only (pandas/pyarrow are imported inside the file loaders), so the edge side can use it.
 """
+from liquidedge.data.bar_files import BAR_PRESETS, BarColumnMap, load_bar_file
 from liquidedge.data.bars import BAR_KINDS, Bars, StreamingBarBuilder, build_bars, read_bars, write_bars
 from liquidedge.data.features import FEATURE_NAMES, Normaliser, compute_features
 from liquidedge.data.pipeline import DataSpec, Dataset, build_dataset, split
-from liquidedge.data.sample import SampleDataMissingError, default_ticks_path, load_default_ticks
+from liquidedge.data.sample import (DOLLAR_BAR_SPEC, SampleDataMissingError, default_bars_path, default_ticks_path,
+                                    load_default_bars, load_default_ticks)
 from liquidedge.data.sensor import (SENSOR_FEATURE_NAMES, SensorSampleMissingError, SensorSpec,
                                     build_sensor_dataset, clock_tick_s, load_ppg_sample,
                                     persistence_forecast, ppg_sample_path, reading_dt,
@@ -18,10 +20,12 @@ from liquidedge.data.timeutil import parse_duration_ns, parse_time_ns
 from liquidedge.data.windows import StreamingWindower, WindowBatch, WindowSpec, make_windows
 
 __all__ = [
+    "BAR_PRESETS", "BarColumnMap", "load_bar_file",
     "BAR_KINDS", "Bars", "StreamingBarBuilder", "build_bars", "read_bars", "write_bars",
     "FEATURE_NAMES", "Normaliser", "compute_features",
     "DataSpec", "Dataset", "build_dataset", "split",
-    "SampleDataMissingError", "default_ticks_path", "load_default_ticks",
+    "DOLLAR_BAR_SPEC", "SampleDataMissingError", "default_bars_path", "default_ticks_path",
+    "load_default_bars", "load_default_ticks",
     "SENSOR_FEATURE_NAMES", "SensorSampleMissingError", "SensorSpec", "build_sensor_dataset",
     "clock_tick_s", "load_ppg_sample", "persistence_forecast", "ppg_sample_path", "reading_dt",
     "simulate_dropouts", "with_constant_dt",

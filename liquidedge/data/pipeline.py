@@ -118,12 +118,27 @@ def dataset_from_windows(bars: Bars, windows: WindowBatch, spec: DataSpec) -> Da
                    spec=spec, feature_names=tuple(spec.features))
 
 
-def build_dataset(events: Events, spec: DataSpec | None = None) -> Dataset:
-    """events -> bars -> windows -> raw features + targets + baseline, all as ``spec`` says."""
+def build_dataset(events: Events | Bars, spec: DataSpec | None = None) -> Dataset:
+    """events -> bars -> windows -> raw features + targets + baseline, all as ``spec`` says.
+
+    ``events`` may also be ``Bars`` read from a bar file (``load_bar_file``): then the bar step is
+    skipped, and the spec's ``bar_kind`` (and ``bar_threshold``, when the file states one) must
+    describe those bars, so a model never silently runs on bars unlike its training bars.
+    """
     spec = spec or DataSpec()
-    bars = build_bars_for(events, spec)
+    bars = check_bars_match(events, spec) if isinstance(events, Bars) else build_bars_for(events, spec)
     windows = windows_from_spec(bars, spec.window_spec())
     return dataset_from_windows(bars, windows, spec)
+
+
+def check_bars_match(bars: Bars, spec: DataSpec) -> Bars:
+    """``bars`` if ``spec`` describes them; else a ``ConfigError`` saying what differs."""
+    if bars.kind != spec.bar_kind:
+        raise ConfigError(f"the bars are {bars.kind} bars but the data spec asks for {spec.bar_kind} bars")
+    if bars.threshold and spec.bar_kind != "time" and not np.isclose(bars.threshold, float(spec.bar_threshold)):
+        raise ConfigError(f"the bars were made with threshold {bars.threshold:g} but the data spec says "
+                          f"{spec.bar_threshold}")
+    return bars
 
 
 def split(dataset: Dataset, fractions=(0.6, 0.2, 0.2), *, purge: bool = True) -> tuple[Dataset, ...]:

@@ -242,11 +242,11 @@ class RawTable:
     time_bad: np.ndarray | None = None  # rows whose stamp could not be parsed (time_ns 0 there)
 
 
-def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawTable:
-    """Read and parse a CSV/Parquet file into arrays, collecting (not raising) value problems.
+def read_frame(path: str | Path):
+    """A CSV/TSV/Parquet file as a pandas frame: ``(frame, file name, line offset)``, where data
+    row r sits on file line r + offset (1 for the CSV header, 0 for Parquet).
 
-    Raises ``DataValidationError`` only when nothing can be read (missing file, no header, missing
-    column) and ``ConfigError`` for an unknown file type.
+    Raises ``DataValidationError`` when nothing can be read and ``ConfigError`` for an unknown type.
     """
     pd = _pandas()
 
@@ -273,7 +273,16 @@ def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawT
         if isinstance(exc, ConfigError):
             raise
         raise DataValidationError(f"cannot read: {exc}", file=name) from None
+    return df, name, line_offset
 
+
+def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawTable:
+    """Read and parse a CSV/Parquet file into arrays, collecting (not raising) value problems.
+
+    Raises ``DataValidationError`` only when nothing can be read (missing file, no header, missing
+    column) and ``ConfigError`` for an unknown file type.
+    """
+    df, name, line_offset = read_frame(path)
     cmap = resolve_columns(columns, list(df.columns), name)
     findings: list[Finding] = []
     n = len(df)

@@ -160,14 +160,14 @@ class TrainReport:
 # ----------------------------------------------------------------------------- data preparation
 
 def _dataset_of(data, config: TrainConfig):
-    from liquidedge.data import DataSpec, Dataset, build_dataset
+    from liquidedge.data import Bars, DataSpec, Dataset, build_dataset
     from liquidedge.data.ticks import Events
 
     if isinstance(data, Dataset) or hasattr(data, "x") and hasattr(data, "dt_s"):
         return data
-    if isinstance(data, Events):
+    if isinstance(data, (Events, Bars)):
         return build_dataset(data, DataSpec.from_dict(config.data_spec or {}))
-    raise ConfigError(f"train_model: expected liquidedge.data Events or a Dataset, got {type(data).__name__}")
+    raise ConfigError(f"train_model: expected liquidedge.data Events, Bars or a Dataset, got {type(data).__name__}")
 
 
 @dataclass
