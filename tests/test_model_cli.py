@@ -70,3 +70,27 @@ def test_errors_are_reported_not_raised(trained_dir, tmp_path):
     assert r.exit_code == 2 and "hash mismatch" in r.output
     r = CliRunner().invoke(app, ["eval", str(root / "model"), str(events), "--part", "later"])
     assert r.exit_code == 2 and "part" in r.output
+
+
+def test_train_and_eval_on_a_bar_file(tmp_path):
+    """A vendor OHLCV file: --bars/--bar-threshold read it as Bars; with no data spec in the
+    config the windows of the dollar-bar sample are used for the file's kind of bars."""
+    import shutil
+
+    from liquidedge.data import default_bars_path
+
+    path = shutil.copy(default_bars_path(), tmp_path / "es_dollar_bars.csv")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({k: v for k, v in CONFIG.items() if k != "data_spec"}))
+    runner = CliRunner()
+    args = ["--columns", "mlfinpy", "--bars", "dollar", "--bar-threshold", "70000000"]
+    result = runner.invoke(app, ["train", str(path), "--config", str(cfg), "-o", str(tmp_path / "m"), "--quiet",
+                                 *args])
+    assert result.exit_code == 0, result.output
+    model = load_model(tmp_path / "m")
+    assert model.data_spec["bar_kind"] == "dollar" and model.data_spec["last"] == 32
+    result = runner.invoke(app, ["eval", str(tmp_path / "m"), str(path), "--json", *args])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["memory_on"]["n_windows"] > 150
+    missing = runner.invoke(app, ["eval", str(tmp_path / "m"), str(path), "--bars", "dollar"])
+    assert missing.exit_code != 0 and "--bar-threshold" in missing.output

@@ -10,19 +10,37 @@ import typer
 
 from liquidedge.cli.common import fail as _fail
 
-from liquidedge.errors import LiquidEdgeError
+from liquidedge.errors import ConfigError, LiquidEdgeError
 
 SAMPLE = "sample"
+SAMPLE_BARS = "sample-bars"
+DATA_HELP = ("Event file (CSV/TSV/Parquet), a bar file with --bars, 'sample' (the E-mini trades) or "
+             "'sample-bars' (a month of E-mini dollar bars).")
 
 
-
-
-def load_data(data: str, columns: Optional[str] = None):
-    """DATA is an event file (CSV/TSV/Parquet) or the word 'sample' (the shipped E-mini trades)."""
-    from liquidedge.data import load_default_ticks, load_events
+def load_data(data: str, columns: Optional[str] = None, bars: Optional[str] = None,
+              bar_threshold: Optional[float] = None):
+    """DATA as ``Events`` (trades) or, with ``bars`` (the bar kind) or 'sample-bars', as ``Bars``."""
+    from liquidedge.data import load_bar_file, load_default_bars, load_default_ticks, load_events
     if data == SAMPLE:
         return load_default_ticks()
+    if data == SAMPLE_BARS:
+        return load_default_bars()
+    if bars is not None:
+        if bar_threshold is None:
+            raise ConfigError("--bars needs --bar-threshold: the size of the file's bars "
+                              "(contracts, dollars, events or a duration like 5min)")
+        return load_bar_file(Path(data), columns or "default", kind=bars, threshold=bar_threshold)
     return load_events(Path(data), columns)
+
+
+def default_spec_for(data) -> Optional[dict]:
+    """A data spec for bars read from a file when the config names none: the dollar-bar sample's
+    windows and horizon, for the file's own kind of bars."""
+    from liquidedge.data import DOLLAR_BAR_SPEC, Bars
+    if not isinstance(data, Bars):
+        return None
+    return {**DOLLAR_BAR_SPEC, "bar_kind": data.kind, "bar_threshold": data.threshold}
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]):
@@ -38,10 +56,13 @@ def _metrics_table(title: str, rows: dict[str, dict[str, float]]):
 
 
 def train_cmd(
-    data: str = typer.Argument(..., help="Event file (CSV/TSV/Parquet), or 'sample' for the E-mini trades."),
+    data: str = typer.Argument(..., help=DATA_HELP),
     output: Path = typer.Option(..., "--output", "-o", help="Model directory to write."),
     config: Optional[Path] = typer.Option(None, "--config", help="TrainConfig as JSON (unknown keys refused)."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Column preset; default: detect."),
+    bars: Optional[str] = typer.Option(None, "--bars", help="DATA is a bar file (OHLCV rows) of this kind: "
+                                       "time | tick | volume | dollar."),
+    bar_threshold: Optional[float] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -57,7 +78,10 @@ def train_cmd(
             cfg.seed = seed
         if quiet:
             cfg.progress = False
-        model, report = train_model(load_data(data, columns), cfg)
+        loaded = load_data(data, columns, bars, bar_threshold)
+        if cfg.data_spec is None:
+            cfg.data_spec = default_spec_for(loaded)
+        model, report = train_model(loaded, cfg)
         save_model(model, output)
     except LiquidEdgeError as exc:
         _fail(exc)
@@ -74,9 +98,11 @@ def train_cmd(
 
 def eval_cmd(
     model_dir: Path = typer.Argument(..., help="A model directory written by `liquidedge train`."),
-    data: str = typer.Argument(..., help="Event file, or 'sample'."),
+    data: str = typer.Argument(..., help=DATA_HELP),
     part: str = typer.Option("test", "--part", help="train | validation | test | all (time-ordered split)."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Column preset; default: detect."),
+    bars: Optional[str] = typer.Option(None, "--bars", help="DATA is a bar file of this kind."),
+    bar_threshold: Optional[float] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Score MODEL_DIR on DATA with the numpy reference: memory on, memory off and EWMA baseline."""
@@ -86,7 +112,7 @@ def eval_cmd(
     from liquidedge.model.evaluate import evaluate_events
 
     try:
-        result = evaluate_events(load_model(model_dir), load_data(data, columns), part)
+        result = evaluate_events(load_model(model_dir), load_data(data, columns, bars, bar_threshold), part)
     except LiquidEdgeError as exc:
         _fail(exc)
     if as_json:
