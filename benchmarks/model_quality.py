@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -108,9 +109,10 @@ def ewma_tuned_on_validation(data, spec, validation, test):
     return best, forecast(test, best)
 
 
-def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool):
+def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool, png=None):
     """Train with the memory on and off per seed; score on the held-out later part: MSE of log
-    realised vol, ratio to EWMA with a 95% moving-block bootstrap interval (blocks span a horizon)."""
+    realised vol, ratio to EWMA with a 95% moving-block bootstrap interval (blocks span a horizon).
+    ``png``: plot the first seed's forecasts against the realised values there."""
     from liquidedge.data import build_dataset, split
     from liquidedge.model.evaluate import run_model
     from liquidedge.model.significance import mse_ratio_interval
@@ -128,9 +130,11 @@ def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool):
         hl, tuned = ewma_tuned_on_validation(data, spec, val, test)
         every = spec.every if isinstance(spec.every, int) else 1
         block = max(2, -(-spec.horizon // every))
+        pred_on = run_model(model, test)["prediction"][:, 0]
+        pred_off = run_model(model, test, memory_on=False)["prediction"][:, 0]
         errors = {
-            "memory on": run_model(model, test)["prediction"][v, 0] - y,
-            "same weights, memory off": run_model(model, test, memory_on=False)["prediction"][v, 0] - y,
+            "memory on": pred_on[v] - y,
+            "same weights, memory off": pred_off[v] - y,
             "trained with memory off": run_model(off_model, test)["prediction"][v, 0] - y,
             f"EWMA (halflife {spec.ewma_halflife:g} bars)": test.baseline_logvol[v] - y,
             f"EWMA (halflife {hl} bars, chosen on validation)": tuned[v] - y,
@@ -142,6 +146,12 @@ def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool):
             rows.append((str(seed), k, f"{mse[k]:.4f}", f"{iv.ratio:.3f}", f"[{iv.low:.3f}, {iv.high:.3f}]"))
         on, off = mse["memory on"], mse["same weights, memory off"]
         summary.append((on < float(np.mean(ewma ** 2)), on < off, report.seconds))
+        if first is None and png is not None:
+            from liquidedge.demo_report import plot_forecast
+            plot_forecast({"end_ns": test.end_ns, "realised": test.target_logvol, "valid": v,
+                           "ewma": test.baseline_logvol, "forecast": pred_on, "extra": {"same weights, memory off": pred_off}},
+                          png, horizon=spec.horizon, title=f"{title}: held-out part, seed {seed}")
+            console.print(f"plot: {png}")
         first = first or (model, report)
     passed = sum(a and b for a, b, _ in summary)
     console.print(_table(f"{title}: held-out later part ({int(v.sum())} windows with targets; ratio interval: "
@@ -152,7 +162,7 @@ def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool):
     return first
 
 
-def emini_forecast(console, progress: bool, bar_seeds=(0, 1, 2, 3, 4)):
+def emini_forecast(console, progress: bool, bar_seeds=(0, 1, 2, 3, 4), plots=None):
     """E-mini, twice: the 2-day trade sample (the demo's data and config) and the month of dollar
     bars (20 sessions, so the held-out part is several sessions, not one afternoon)."""
     from liquidedge.data import DOLLAR_BAR_SPEC, load_default_bars, load_default_ticks
@@ -160,11 +170,13 @@ def emini_forecast(console, progress: bool, bar_seeds=(0, 1, 2, 3, 4)):
 
     events = load_default_ticks()
     model, report = forecast_comparison(console, "E-mini trades 2013-09-01..03 (demo config)", events,
-                                        TrainConfig(), (0,), progress)
+                                        TrainConfig(), (0,), progress,
+                                        png=plots and plots / "emini_trades_forecast.png")
     console.print(f"demo training (memory on, TrainConfig defaults) took {report.seconds:.1f} s wall on this "
                   f"machine ({report.epochs_run} epochs, stopped: {report.stopped})")
     forecast_comparison(console, "E-mini $70M dollar bars 2015-01-01..29", load_default_bars(),
-                        TrainConfig(data_spec=dict(DOLLAR_BAR_SPEC)), bar_seeds, progress)
+                        TrainConfig(data_spec=dict(DOLLAR_BAR_SPEC)), bar_seeds, progress,
+                        png=plots and plots / "emini_dollar_bars_forecast.png")
     return model, events, report.seconds
 
 
@@ -233,6 +245,8 @@ def main() -> None:
     ap.add_argument("--stability-steps", type=int, default=1_000_000)
     ap.add_argument("--skip", nargs="*", default=[], choices=["synthetic", "emini", "stability"])
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--plots", type=Path, default=Path(__file__).parent / "results",
+                    help="folder for the forecast plots (default: benchmarks/results)")
     args = ap.parse_args()
     from rich.console import Console
 
@@ -247,7 +261,8 @@ def main() -> None:
             events = load_default_ticks()
             model, _ = train_model(events, TrainConfig(progress=progress))
         else:
-            model, events, _ = emini_forecast(console, progress)
+            args.plots.mkdir(parents=True, exist_ok=True)
+            model, events, _ = emini_forecast(console, progress, plots=args.plots)
         if "stability" not in args.skip:
             stability(console, model, events, args.stability_steps, progress)
 

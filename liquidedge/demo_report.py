@@ -68,18 +68,25 @@ def forecast_vs_realised(model, stream: dict[str, Any]) -> dict[str, np.ndarray]
     return {"end_ns": end, "realised": realised, "valid": valid, "ewma": ewma, "forecast": forecast}
 
 
-def plot_forecast(fv: dict[str, np.ndarray], png: Path) -> dict[str, float]:
+def plot_forecast(fv: dict[str, np.ndarray], png: Path, *, horizon: int = 16,
+                  title: str = "Forecast against the realised value (held-out trades, as served by the host)"
+                  ) -> dict[str, float]:
+    """Realised log vol, the model's forecast, EWMA and any ``extra`` forecasts ({label: values})
+    in ``fv``; returns each one's MSE on the valid windows."""
     plt = _plt()
     ok = fv["valid"]
-    mse = {"model": float(np.mean((fv["forecast"][ok] - fv["realised"][ok]) ** 2)) if ok.any() else float("nan"),
-           "ewma": float(np.mean((fv["ewma"][ok] - fv["realised"][ok]) ** 2)) if ok.any() else float("nan")}
+    lines = {"model": ("Liquid-Titan forecast", fv["forecast"]), "ewma": ("EWMA persistence", fv["ewma"]),
+             **{k: (k, v) for k, v in fv.get("extra", {}).items()}}
+    mse = {k: float(np.mean((v[ok] - fv["realised"][ok]) ** 2)) if ok.any() else float("nan")
+           for k, (_, v) in lines.items()}
     fig, ax = plt.subplots(figsize=(11, 4))
     t = _times(fv["end_ns"][ok])
-    ax.plot(t, fv["realised"][ok], lw=1.0, color="0.2", label="realised (next 16 bars)")
-    ax.plot(t, fv["forecast"][ok], lw=1.0, color="tab:blue", label=f"Liquid-Titan forecast (MSE {mse['model']:.3f})")
-    ax.plot(t, fv["ewma"][ok], lw=0.8, color="tab:orange", ls="--", label=f"EWMA persistence (MSE {mse['ewma']:.3f})")
+    ax.plot(t, fv["realised"][ok], lw=1.0, color="0.2", label=f"realised (next {horizon} bars)")
+    styles = {"model": dict(lw=1.0, color="tab:blue"), "ewma": dict(lw=0.8, color="tab:orange", ls="--")}
+    for k, (label, v) in lines.items():
+        ax.plot(t, v[ok], **styles.get(k, dict(lw=0.8, ls=":")), label=f"{label} (MSE {mse[k]:.3f})")
     ax.set_ylabel("log realised volatility")
-    ax.set_title("Forecast against the realised value (held-out trades, as served by the host)")
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
