@@ -145,7 +145,8 @@ def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool, p
             iv = mse_ratio_interval(e, ewma, block=min(block, e.size))
             rows.append((str(seed), k, f"{mse[k]:.4f}", f"{iv.ratio:.3f}", f"[{iv.low:.3f}, {iv.high:.3f}]"))
         on, off = mse["memory on"], mse["same weights, memory off"]
-        summary.append((on < float(np.mean(ewma ** 2)), on < off, report.seconds))
+        ablation = mse_ratio_interval(errors["memory on"], errors["same weights, memory off"], block=min(block, y.size))
+        summary.append((on < float(np.mean(ewma ** 2)), on < off, report.seconds, ablation))
         if first is None and png is not None:
             from liquidedge.demo_report import plot_forecast
             plot_forecast({"end_ns": test.end_ns, "realised": test.target_logvol, "valid": v,
@@ -153,12 +154,14 @@ def forecast_comparison(console, title: str, data, cfg, seeds, progress: bool, p
                           png, horizon=spec.horizon, title=f"{title}: held-out part, seed {seed}")
             console.print(f"plot: {png}")
         first = first or (model, report)
-    passed = sum(a and b for a, b, _ in summary)
+    passed = sum(a and b for a, b, *_ in summary)
     console.print(_table(f"{title}: held-out later part ({int(v.sum())} windows with targets; ratio interval: "
                          f"95% moving-block bootstrap, blocks of {block} windows)",
                          ["seed", "forecaster", "MSE log realised vol", "ratio to EWMA", "95% interval"], rows))
+    console.print("memory on / same weights with memory off, MSE ratio [95% interval] per seed: " + ", ".join(
+        f"{seed}: {a.ratio:.3f} [{a.low:.3f}, {a.high:.3f}]" for seed, (*_, a) in zip(seeds, summary)))
     console.print(f"seeds where memory-on beats EWMA and beats the same weights with memory off: {passed} of "
-                  f"{len(summary)}; training {np.mean([s for *_, s in summary]):.0f} s per model (mean)")
+                  f"{len(summary)}; training {np.mean([s[2] for s in summary]):.0f} s per model (mean)")
     return first
 
 
