@@ -89,3 +89,10 @@ def test_a_spec_for_other_bars_is_refused():
         build_dataset(bars, DataSpec(**{**DOLLAR_BAR_SPEC, "bar_kind": "volume", "bar_threshold": 500.0}))
     with pytest.raises(ConfigError, match="threshold"):
         build_dataset(bars, DataSpec(**{**DOLLAR_BAR_SPEC, "bar_threshold": 1e6}))
+
+
+def test_time_bar_files_take_a_duration_kept_in_seconds(write_csv):
+    bars = load_bar_file(write_csv(_text(ROWS), "bars.csv"), MAP, kind="time", threshold="1min")
+    assert bars.kind == "time" and bars.threshold == 60.0
+    with pytest.raises(ConfigError, match="time bar interval"):
+        load_bar_file(write_csv(_text(ROWS), "bars.csv"), MAP, kind="time", threshold="soon")

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from liquidedge.cli.common import bar_threshold
 from liquidedge.cli.common import fail as _fail
 
 from liquidedge.errors import LiquidEdgeError
@@ -96,13 +97,10 @@ def bars_cmd(
     from liquidedge.data.ticks import load_events
 
     console = Console(stderr=True)
-    if kind == "time":
-        thr = threshold
-    else:
-        try:
-            thr = float(threshold)
-        except ValueError:
-            _fail(LiquidEdgeError(f"--threshold {threshold!r}: expected a number for {kind} bars"))
+    try:
+        thr = bar_threshold(kind, threshold)
+    except LiquidEdgeError as exc:
+        _fail(exc)
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from liquidedge.cli.common import bar_threshold
 from liquidedge.cli.common import fail as _fail
 
 from liquidedge.errors import ConfigError, LiquidEdgeError
@@ -19,7 +20,7 @@ DATA_HELP = ("Event file (CSV/TSV/Parquet), a bar file with --bars, 'sample' (th
 
 
 def load_data(data: str, columns: Optional[str] = None, bars: Optional[str] = None,
-              bar_threshold: Optional[float] = None):
+              threshold: Optional[str] = None):
     """DATA as ``Events`` (trades) or, with ``bars`` (the bar kind) or 'sample-bars', as ``Bars``."""
     from liquidedge.data import load_bar_file, load_default_bars, load_default_ticks, load_events
     if data == SAMPLE:
@@ -27,20 +28,12 @@ def load_data(data: str, columns: Optional[str] = None, bars: Optional[str] = No
     if data == SAMPLE_BARS:
         return load_default_bars()
     if bars is not None:
-        if bar_threshold is None:
+        if threshold is None:
             raise ConfigError("--bars needs --bar-threshold: the size of the file's bars "
                               "(contracts, dollars, events or a duration like 5min)")
-        return load_bar_file(Path(data), columns or "default", kind=bars, threshold=bar_threshold)
+        return load_bar_file(Path(data), columns or "default", kind=bars,
+                             threshold=bar_threshold(bars, threshold, "--bar-threshold"))
     return load_events(Path(data), columns)
-
-
-def default_spec_for(data) -> Optional[dict]:
-    """A data spec for bars read from a file when the config names none: the dollar-bar sample's
-    windows and horizon, for the file's own kind of bars."""
-    from liquidedge.data import DOLLAR_BAR_SPEC, Bars
-    if not isinstance(data, Bars):
-        return None
-    return {**DOLLAR_BAR_SPEC, "bar_kind": data.kind, "bar_threshold": data.threshold}
 
 
 def _metrics_table(title: str, rows: dict[str, dict[str, float]]):
@@ -62,13 +55,14 @@ def train_cmd(
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Column preset; default: detect."),
     bars: Optional[str] = typer.Option(None, "--bars", help="DATA is a bar file (OHLCV rows) of this kind: "
                                        "time | tick | volume | dollar."),
-    bar_threshold: Optional[float] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
+    bar_size: Optional[str] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train on DATA, calibrate the surprise threshold on the validation part, write MODEL_DIR."""
     from rich.console import Console
 
+    from liquidedge.data import Bars, spec_for_bars
     from liquidedge.ir import save_model
     from liquidedge.model.train import TrainConfig, train_model
 
@@ -78,9 +72,9 @@ def train_cmd(
             cfg.seed = seed
         if quiet:
             cfg.progress = False
-        loaded = load_data(data, columns, bars, bar_threshold)
-        if cfg.data_spec is None:
-            cfg.data_spec = default_spec_for(loaded)
+        loaded = load_data(data, columns, bars, bar_size)
+        if cfg.data_spec is None and isinstance(loaded, Bars):
+            cfg.data_spec = spec_for_bars(loaded)
         model, report = train_model(loaded, cfg)
         save_model(model, output)
     except LiquidEdgeError as exc:
@@ -102,7 +96,7 @@ def eval_cmd(
     part: str = typer.Option("test", "--part", help="train | validation | test | all (time-ordered split)."),
     columns: Optional[str] = typer.Option(None, "--columns", "-c", help="Column preset; default: detect."),
     bars: Optional[str] = typer.Option(None, "--bars", help="DATA is a bar file of this kind."),
-    bar_threshold: Optional[float] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
+    bar_size: Optional[str] = typer.Option(None, "--bar-threshold", help="Size of the file's bars."),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON."),
 ) -> None:
     """Score MODEL_DIR on DATA with the numpy reference: memory on, memory off and EWMA baseline."""
@@ -112,7 +106,7 @@ def eval_cmd(
     from liquidedge.model.evaluate import evaluate_events
 
     try:
-        result = evaluate_events(load_model(model_dir), load_data(data, columns, bars, bar_threshold), part)
+        result = evaluate_events(load_model(model_dir), load_data(data, columns, bars, bar_size), part)
     except LiquidEdgeError as exc:
         _fail(exc)
     if as_json:

@@ -7,7 +7,7 @@ from liquidedge.data.bars import BAR_KINDS, Bars, StreamingBarBuilder, build_bar
 from liquidedge.data.features import FEATURE_NAMES, Normaliser, compute_features
 from liquidedge.data.pipeline import DataSpec, Dataset, build_dataset, split
 from liquidedge.data.sample import (DOLLAR_BAR_SPEC, SampleDataMissingError, default_bars_path, default_ticks_path,
-                                    load_default_bars, load_default_ticks)
+                                    load_default_bars, load_default_ticks, spec_for_bars)
 from liquidedge.data.sensor import (SENSOR_FEATURE_NAMES, SensorSampleMissingError, SensorSpec,
                                     build_sensor_dataset, clock_tick_s, load_ppg_sample,
                                     persistence_forecast, ppg_sample_path, reading_dt,
@@ -25,7 +25,7 @@ __all__ = [
     "FEATURE_NAMES", "Normaliser", "compute_features",
     "DataSpec", "Dataset", "build_dataset", "split",
     "DOLLAR_BAR_SPEC", "SampleDataMissingError", "default_bars_path", "default_ticks_path",
-    "load_default_bars", "load_default_ticks",
+    "load_default_bars", "load_default_ticks", "spec_for_bars",
     "SENSOR_FEATURE_NAMES", "SensorSampleMissingError", "SensorSpec", "build_sensor_dataset",
     "clock_tick_s", "load_ppg_sample", "persistence_forecast", "ppg_sample_path", "reading_dt",
     "simulate_dropouts", "with_constant_dt",

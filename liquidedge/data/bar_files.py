@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from liquidedge.data.bars import BAR_KINDS, DEFAULT_MIN_DT_S, Bars, _check_threshold
-from liquidedge.data.ticks import _EPOCH_FACTOR, Finding, _numeric, _parse_times, read_frame
+from liquidedge.data.ticks import (Finding, _numeric, check_epoch_unit, lookup_preset, parse_stamp_column,
+                                   read_frame, row_note)
 from liquidedge.data.timeutil import NS_PER_S
 from liquidedge.errors import ConfigError, DataValidationError
 
@@ -47,15 +48,11 @@ class BarColumnMap:
     epoch_unit: str = "ns"
 
     def __post_init__(self):
-        if self.epoch_unit not in _EPOCH_FACTOR:
-            raise ConfigError(f"epoch_unit {self.epoch_unit!r}: expected one of {list(_EPOCH_FACTOR)}")
+        check_epoch_unit(self.epoch_unit)
 
     @classmethod
     def preset(cls, name: str) -> "BarColumnMap":
-        try:
-            return BAR_PRESETS[name]
-        except KeyError:
-            raise ConfigError(f"unknown bar column preset {name!r}; expected one of {sorted(BAR_PRESETS)}") from None
+        return lookup_preset(BAR_PRESETS, name, "bar column preset")
 
     def roles(self) -> dict[str, str]:
         """Role -> column name, for the columns this map uses."""
@@ -72,16 +69,16 @@ BAR_PRESETS: dict[str, BarColumnMap] = {
 
 
 def load_bar_file(path: str | Path, columns: BarColumnMap | str = "default", *, kind: str = "dollar",
-                  threshold: float = 0.0, min_dt_s: float = DEFAULT_MIN_DT_S) -> Bars:
+                  threshold: float | str = 0.0, min_dt_s: float = DEFAULT_MIN_DT_S) -> Bars:
     """Read an OHLCV bar file (CSV/TSV/Parquet) into validated ``Bars`` (see the module notes).
 
     ``kind``/``threshold`` say how the file's bars were made (recorded in ``Bars`` and checked
-    against a ``DataSpec`` later); ``threshold`` 0 means "unknown" and is allowed for any kind.
+    against a ``DataSpec`` later; a duration such as ``"5min"`` for time bars, kept in seconds);
+    ``threshold`` 0 means "unknown" and is allowed for any kind.
     """
     if kind not in BAR_KINDS:
         raise ConfigError(f"kind {kind!r}: expected one of {BAR_KINDS}")
-    if threshold:
-        _check_threshold(kind, threshold)
+    threshold = _check_threshold(kind, threshold)[0] if threshold else 0.0
     cmap = BarColumnMap.preset(columns) if isinstance(columns, str) else columns
     if not isinstance(cmap, BarColumnMap):
         raise ConfigError(f"columns: expected a BarColumnMap or preset name, got {type(columns).__name__}")
@@ -95,16 +92,9 @@ def load_bar_file(path: str | Path, columns: BarColumnMap | str = "default", *, 
         raise DataValidationError(f"{len(df)} data rows", file=name,
                                   expected="at least 2 bars (the first only marks the start of the second)")
 
-    def rownote(i: int) -> str:
-        return f" (line {i + 1 + line_offset} of the file)" if line_offset else ""
-
+    rownote = row_note(line_offset)
     findings: list[Finding] = []
-    time_ns, bad_t, tz = _parse_times(df[cmap.timestamp], cmap, name)
-    if bad_t.any():
-        i = int(np.flatnonzero(bad_t)[0])
-        findings.append(Finding("unparsable", cmap.timestamp, i + 1, int(bad_t.sum()),
-                                f"cannot parse timestamp {df[cmap.timestamp].iloc[i]!r}{rownote(i)}",
-                                f"a date-time (naive stamps read in {cmap.tz or 'UTC'})"))
+    time_ns, _, tz = parse_stamp_column(df, cmap, name, findings, rownote)
     cols = {role: _numeric(df[col], col, findings, rownote)
             for role, col in cmap.roles().items() if role != "timestamp"}
     if findings:

@@ -54,6 +54,12 @@ def load_default_ticks(policy: str = "strict") -> Events:
     return load_events(default_ticks_path(), ColumnMap.mlfinpy(), policy=policy)
 
 
+def spec_for_bars(bars: Bars) -> dict:
+    """The dollar-bar sample's windows and horizon for ``bars`` of any kind (a data spec for bar
+    files whose training config names none)."""
+    return {**DOLLAR_BAR_SPEC, "bar_kind": bars.kind, "bar_threshold": bars.threshold}
+
+
 def load_default_bars() -> Bars:
     """The dollar-bar sample as ``Bars`` (stamps read as CME time, like the ticks); use it with
     ``DataSpec(**DOLLAR_BAR_SPEC)``."""

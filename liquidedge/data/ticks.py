@@ -34,6 +34,19 @@ def _pandas():
     return pandas
 
 
+def check_epoch_unit(unit: str) -> None:
+    if unit not in _EPOCH_FACTOR:
+        raise ConfigError(f"epoch_unit {unit!r}: expected one of {list(_EPOCH_FACTOR)}")
+
+
+def lookup_preset(presets: dict, name: str, what: str = "column preset"):
+    """``presets[name]``, or a ``ConfigError`` listing the names there are."""
+    try:
+        return presets[name]
+    except KeyError:
+        raise ConfigError(f"unknown {what} {name!r}; expected one of {sorted(presets)}") from None
+
+
 @dataclass(frozen=True)
 class ColumnMap:
     """Which columns hold what. ``size``/``side`` may be ``None`` (absent: size 1, side unknown).
@@ -49,16 +62,12 @@ class ColumnMap:
     epoch_unit: str = "ns"
 
     def __post_init__(self):
-        if self.epoch_unit not in _EPOCH_FACTOR:
-            raise ConfigError(f"epoch_unit {self.epoch_unit!r}: expected one of {list(_EPOCH_FACTOR)}")
+        check_epoch_unit(self.epoch_unit)
 
     @classmethod
     def preset(cls, name: str) -> "ColumnMap":
         """A named column layout (see ``PRESETS``)."""
-        try:
-            return PRESETS[name]
-        except KeyError:
-            raise ConfigError(f"unknown column preset {name!r}; expected one of {sorted(PRESETS)}") from None
+        return lookup_preset(PRESETS, name)
 
     @classmethod
     def mlfinpy(cls) -> "ColumnMap":
@@ -286,23 +295,35 @@ def read_table(path: str | Path, columns: ColumnMap | str | None = None) -> RawT
     cmap = resolve_columns(columns, list(df.columns), name)
     findings: list[Finding] = []
     n = len(df)
-
-    def _rownote(i: int) -> str:
-        return f" (line {i + 1 + line_offset} of the file)" if line_offset else ""
-
-    time_ns, bad_t, tz = _parse_times(df[cmap.timestamp], cmap, name)
-    if bad_t.any():
-        idx = np.flatnonzero(bad_t)
-        i = int(idx[0])
-        findings.append(Finding("unparsable", cmap.timestamp, i + 1, int(idx.size),
-                                f"cannot parse timestamp {df[cmap.timestamp].iloc[i]!r}{_rownote(i)}",
-                                "an ISO-8601/pandas date-time or integer epoch "
-                                f"{cmap.epoch_unit} (naive stamps read in {cmap.tz or 'UTC'})"))
+    _rownote = row_note(line_offset)
+    time_ns, bad_t, tz = parse_stamp_column(df, cmap, name, findings, _rownote)
     price = _numeric(df[cmap.price], cmap.price, findings, _rownote)
     size = (np.ones(n) if cmap.size is None
             else _numeric(df[cmap.size], cmap.size, findings, _rownote))
     side = None if cmap.side is None else _parse_side(df[cmap.side], cmap.side, findings, _rownote)
     return RawTable(name, cmap, time_ns, price, size, side, tz, findings, line_offset, bad_t)
+
+
+def row_note(line_offset: int):
+    """``note(i)``: where data row i sits in the file, for messages (nothing for Parquet)."""
+    def note(i: int) -> str:
+        return f" (line {i + 1 + line_offset} of the file)" if line_offset else ""
+    return note
+
+
+def parse_stamp_column(df, cmap, file: str, findings: list[Finding], rownote):
+    """``_parse_times`` of ``df[cmap.timestamp]``, unparsable stamps recorded as one finding.
+    ``cmap`` is any column map with ``timestamp``, ``tz`` and ``epoch_unit`` (trades or bars)."""
+    col = df[cmap.timestamp]
+    time_ns, bad, tz = _parse_times(col, cmap, file)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        i = int(idx[0])
+        findings.append(Finding("unparsable", cmap.timestamp, i + 1, int(idx.size),
+                                f"cannot parse timestamp {col.iloc[i]!r}{rownote(i)}",
+                                "an ISO-8601/pandas date-time or integer epoch "
+                                f"{cmap.epoch_unit} (naive stamps read in {cmap.tz or 'UTC'})"))
+    return time_ns, bad, tz
 
 
 def resolve_columns(columns, header: list[str], file: str) -> ColumnMap:
