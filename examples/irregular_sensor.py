@@ -110,10 +110,9 @@ def plot(path: Path, *, events, received, test, spec, predictions, rows, tick_s:
          span_readings: int = 400) -> Path:
     """Top: a held-out stretch of the signal with the dropped readings and the forecasts of the
     next reading; bottom: error by the length of the gap before the window's last reading."""
-    import matplotlib
+    from liquidedge.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t0_ns = int(events.time_ns[0])
     sec = lambda ns: (np.asarray(ns, np.float64) - t0_ns) / 1e9  # noqa: E731
@@ -148,10 +147,7 @@ def plot(path: Path, *, events, received, test, spec, predictions, rows, tick_s:
     ax2.set_ylabel("MSE (standardised)")
     ax2.set_xlabel(f"time before the window's last reading (clock tick {tick_s * 1e3:.1f} ms)")
     ax2.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> dict[str, Any]:

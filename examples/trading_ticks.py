@@ -95,10 +95,9 @@ def flag_regime_changes(score: np.ndarray, threshold: float, warmup: int, radius
 
 
 def plot(path: Path, *, bars, dataset, stream, flags, thresholds, held_out_ns: int, tz: str) -> Path:
-    import matplotlib
+    from liquidedge.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t_bar = np.asarray(bars.end_ns, dtype="datetime64[ns]")
     t_win = np.asarray(dataset.end_ns, dtype="datetime64[ns]")
@@ -120,11 +119,7 @@ def plot(path: Path, *, bars, dataset, stream, flags, thresholds, held_out_ns: i
     ax2.axhline(thresholds["flag"], color="tab:red", ls="--", lw=0.8, label="flag threshold")
     ax2.set_ylabel("surprise")
     ax2.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dates=True)
 
 
 def main(argv=None) -> dict[str, Any]:

@@ -12,14 +12,7 @@ from typing import Any
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from liquidedge.plots import pyplot, save_figure
 
 
 def _times(ns: np.ndarray) -> np.ndarray:
@@ -28,7 +21,7 @@ def _times(ns: np.ndarray) -> np.ndarray:
 
 def plot_price_surprise(stream: dict[str, Any], png: Path) -> Path:
     """Price of the streamed trades, windows the memory learned from marked, surprise below."""
-    plt = _plt()
+    plt = pyplot()
     ev, results = stream["events"], stream["results"]
     step = max(1, len(ev) // 5000)
     end = np.array([r.end_ns for r in results], np.int64)
@@ -46,11 +39,7 @@ def plot_price_surprise(stream: dict[str, Any], png: Path) -> Path:
     ax2.axhline(stream["threshold"], color="tab:red", ls="--", lw=0.8, label="calibrated threshold")
     ax2.set_ylabel("surprise ||grad||")
     ax2.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png, dates=True)
 
 
 def forecast_vs_realised(model, stream: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -73,7 +62,7 @@ def plot_forecast(fv: dict[str, np.ndarray], png: Path, *, horizon: int = 16,
                   ) -> dict[str, float]:
     """Realised log vol, the model's forecast, EWMA and any ``extra`` forecasts ({label: values})
     in ``fv``; returns each one's MSE on the valid windows."""
-    plt = _plt()
+    plt = pyplot()
     ok = fv["valid"]
     lines = {"model": ("Liquid-Titan forecast", fv["forecast"]), "ewma": ("EWMA persistence", fv["ewma"]),
              **{k: (k, v) for k, v in fv.get("extra", {}).items()}}
@@ -88,17 +77,14 @@ def plot_forecast(fv: dict[str, np.ndarray], png: Path, *, horizon: int = 16,
     ax.set_ylabel("log realised volatility")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=8)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
+    save_figure(fig, png, dates=True)
     return mse
 
 
 def plot_training(history: list[dict[str, Any]], png: Path) -> Path | None:
     if not history:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for phase in dict.fromkeys(h["phase"] for h in history):
         hs = [h for h in history if h["phase"] == phase]
@@ -108,10 +94,7 @@ def plot_training(history: list[dict[str, Any]], png: Path) -> Path | None:
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
     ax.set_title("Training (validation is later in time than training)")
-    fig.tight_layout()
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return png
+    return save_figure(fig, png)
 
 
 def _table_html(targets) -> str:

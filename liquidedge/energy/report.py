@@ -227,10 +227,9 @@ def targets_in(path: str | os.PathLike) -> list[tuple[str, Any, str | None]]:
 
 def plot_energy(rows: list[EnergyRow], png_path: str | os.PathLike, title: str | None = None) -> Path:
     """Horizontal bars of uJ per inference (log scale), whiskers for the range, coloured by method."""
-    import matplotlib
+    from liquidedge.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not rows:
         raise ConfigError("plot_energy: no rows to plot")
@@ -256,12 +255,7 @@ def plot_energy(rows: list[EnergyRow], png_path: str | os.PathLike, title: str |
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()]
     ax.legend(handles, list(colours), loc="lower right", fontsize=8)
     ax.grid(axis="x", which="both", alpha=0.25)
-    fig.tight_layout()
-    out = Path(png_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, png_path, dpi="figure")
 
 
 def rich_table(rows: list[EnergyRow]):
