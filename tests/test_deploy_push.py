@@ -48,7 +48,7 @@ def test_dry_run_prints_quoted_commands_and_runs_nothing(bundle, tmp_path):
     assert "-i" in scp and "ConnectTimeout=5" in scp and "BatchMode=yes" in scp
     assert mkdir[-1] == "mkdir -p 'edge dir; rm -rf ~'"  # the remote shell sees one quoted word
     assert scp[-1] == "pi@rpi5.local:edge dir; rm -rf ~/bundle.tar.gz"
-    assert f"tar -xzf bundle.tar.gz" in unpack[-1] and bundle.name in unpack[-1]
+    assert "tar -xzf bundle.tar.gz" in unpack[-1] and bundle.name in unpack[-1]
     assert verify[-1].endswith("python3 run.py verify")
     assert res.remote_bundle == f"edge dir; rm -rf ~/{bundle.name}"
 

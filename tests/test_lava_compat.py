@@ -4,8 +4,6 @@ import sys
 
 import pytest
 
-from liquidedge import lava_compat
-
 PROBE = "import lava.magma.compiler.var_model as m; a, b = m.CoreEncoder(), m.CoreEncoder(); print(a.x is b.x)"
 
 
