@@ -73,15 +73,9 @@ def unpacked(numpy_bundle, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def ticks_csv(tmp_path_factory, emini_path):
+def ticks_csv(emini_head):
     """The first N_EVENTS rows of the real E-mini file, exactly as the file has them."""
-    out = tmp_path_factory.mktemp("ticks") / "ticks.csv"
-    with open(emini_path) as src, open(out, "w") as dst:
-        for i, line in enumerate(src):
-            if i > N_EVENTS:
-                break
-            dst.write(line)
-    return out
+    return emini_head(N_EVENTS)
 
 
 def run_blocked(bundle_dir: Path, args: list[str], tmp_path: Path, timeout: int = 300):

@@ -75,14 +75,9 @@ def bundles(tmp_path_factory, model_dir):
 
 
 @pytest.fixture(scope="module")
-def ticks_csv(tmp_path_factory, emini_path):
-    out = tmp_path_factory.mktemp("ticks") / "ticks.csv"
-    with open(emini_path) as src, open(out, "w") as dst:
-        for i, line in enumerate(src):
-            if i > N_EVENTS:
-                break
-            dst.write(line)
-    return out
+def ticks_csv(emini_head):
+    """The first N_EVENTS rows of the real E-mini file, exactly as the file has them."""
+    return emini_head(N_EVENTS)
 
 
 @pytest.fixture(scope="module")

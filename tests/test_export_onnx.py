@@ -1,6 +1,8 @@
 """ONNX exporter: the graph equals the numpy reference, describes itself, and refuses bad options."""
 import json
 
+from functools import partial
+
 import numpy as np
 import onnx
 import pytest
@@ -13,16 +15,11 @@ from liquidedge.exporters.onnx_graph import build_perception_model
 from liquidedge.ir import random_model
 from liquidedge.targets.base import load_runner, read_manifest
 
+from helpers import random_windows
+
 T = 12
 
-
-def windows(n_inputs, batch=5, seed=0, dt_hi=2.0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, 1.5, (batch, T, n_inputs)).astype(np.float32)
-    dt = rng.uniform(0.01, dt_hi, (batch, T)).astype(np.float32)
-    mask = (rng.uniform(size=(batch, T)) > 0.2).astype(np.float32)
-    mask[:, -1] = 1
-    return x, dt, mask
+windows = partial(random_windows, steps=T, dt_hi=2.0)
 
 
 @pytest.mark.parametrize("solver,unfolds,readout,dt_hi", [

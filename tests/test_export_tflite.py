@@ -3,6 +3,8 @@
 Conversions take seconds each (litert-torch), so each graph is converted once per module and
 the int8 forms are made from that flatbuffer.
 """
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -13,16 +15,11 @@ from liquidedge.exporters.tflite import export_tflite
 from liquidedge.ir import random_model
 from liquidedge.targets.base import load_runner, read_manifest
 
+from helpers import random_windows
+
 T = 10
 
-
-def windows(n_inputs, batch, seed=0, dt_hi=3.0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, 1.5, (batch, T, n_inputs)).astype(np.float32)
-    dt = rng.uniform(0.01, dt_hi, (batch, T)).astype(np.float32)
-    mask = (rng.uniform(size=(batch, T)) > 0.2).astype(np.float32)
-    mask[:, -1] = 1
-    return x, dt, mask
+windows = partial(random_windows, steps=T, dt_hi=3.0)
 
 
 @pytest.fixture(scope="module")

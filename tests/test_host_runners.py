@@ -79,6 +79,14 @@ def assert_matches(got, want, got_state, want_state):
         np.testing.assert_allclose(a, b, atol=TOL, rtol=0)
 
 
+def assert_backend_matches_reference(model, stream, backend, expected=None):
+    """Run ``backend``'s host runner over ``stream`` and compare with the float64 oracle's run
+    (``expected``: that run, when the caller already has it)."""
+    want, want_state = expected or reference_run(model, stream)
+    got, got_state = run_runner(load_host_runner(model, backend), stream)
+    assert_matches(got, want, got_state, want_state)
+
+
 @pytest.fixture(scope="module", params=_models(), ids=lambda p: p[0])
 def long_case(request):
     model = request.param[1]
@@ -92,8 +100,7 @@ def long_case(request):
 def test_1000_step_stream_matches_reference(long_case, backend):
     model, stream, want, want_state = long_case
     assert 0 < want["updated"].sum() < len(stream)  # both branches of the update are exercised
-    got, got_state = run_runner(load_host_runner(model, backend), stream)
-    assert_matches(got, want, got_state, want_state)
+    assert_backend_matches_reference(model, stream, backend, (want, want_state))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -101,9 +108,7 @@ def test_batch_of_streams_matches_reference(backend):
     model = random_model(seed=5)
     stream = structured_stream(model.memory.embedding_dim, 1000, streams=4, seed=1)
     with_split_threshold(model, stream)
-    want, want_state = reference_run(model, stream)
-    got, got_state = run_runner(load_host_runner(model, backend), stream)
-    assert_matches(got, want, got_state, want_state)
+    assert_backend_matches_reference(model, stream, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -117,9 +122,7 @@ def test_memory_variants_match_reference(backend, depth, bias, residual):
     model.memory.bypass_threshold = 1.0
     stream = structured_stream(model.memory.embedding_dim, 60, streams=3, seed=2)
     with_split_threshold(model, stream)
-    want, want_state = reference_run(model, stream)
-    got, got_state = run_runner(load_host_runner(model, backend), stream)
-    assert_matches(got, want, got_state, want_state)
+    assert_backend_matches_reference(model, stream, backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
