@@ -78,6 +78,11 @@ class DeviceProfile:
 _JETSON_GPU_NOTE = ("For CUDA/TensorRT install NVIDIA's onnxruntime-gpu wheel for your JetPack "
                     "(Jetson Zoo) instead of the PyPI onnxruntime; the CPU provider is the fallback.")
 _ORT_JETSON = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+# What the Orin modules share (same CPU cores, GPU, sensor and software stack); size and rails differ.
+_JETSON_ORIN = dict(arch="aarch64", runtime="onnxruntime", precision="fp32", execution_providers=_ORT_JETSON,
+                    sensor="ina3221", node_nm=8, core_volts=0.75, l1d_kib=64, l2_kib=256,
+                    fallback_runtimes=("numpy",), runtime_packages=("onnxruntime>=1.17",),
+                    notes=(_JETSON_GPU_NOTE,))
 
 PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
     DeviceProfile(
@@ -99,26 +104,18 @@ PROFILES: dict[str, DeviceProfile] = {p.name: p for p in (
         fallback_runtimes=("onnxruntime", "numpy"), runtime_packages=("ai-edge-litert>=1.0",)),
     DeviceProfile(
         name="jetson-orin-nano", description="NVIDIA Jetson Orin Nano (6x Cortex-A78AE, Ampere GPU)",
-        arch="aarch64", runtime="onnxruntime", precision="fp32", threads=6,
-        execution_providers=_ORT_JETSON, sensor="ina3221",
+        threads=6,
         sensor_howto="INA3221 under /sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*: in<N>_label names "
                      "the rail (VDD_IN is the module input), in<N>_input is mV, curr<N>_input is mA. "
                      "jtop shows the same rail names.",
-        node_nm=8, core_volts=0.75, l1d_kib=64, l2_kib=256,
-        fallback_runtimes=("numpy",),
-        runtime_packages=("onnxruntime>=1.17",),
-        notes=(_JETSON_GPU_NOTE,)),
+        **_JETSON_ORIN),
     DeviceProfile(
         name="jetson-agx-orin", description="NVIDIA Jetson AGX Orin (12x Cortex-A78AE, Ampere GPU)",
-        arch="aarch64", runtime="onnxruntime", precision="fp32", threads=8,
-        execution_providers=_ORT_JETSON, sensor="ina3221",
+        threads=8,
         sensor_howto="Two INA3221 under /sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*: VDD_GPU_SOC, "
                      "VDD_CPU_CV, VIN_SYS_5V0, VDDQ_VDD2_1V8AO (channels labelled NC are unused); "
                      "the module total is their sum, as jtop reports it.",
-        node_nm=8, core_volts=0.75, l1d_kib=64, l2_kib=256,
-        fallback_runtimes=("numpy",),
-        runtime_packages=("onnxruntime>=1.17",),
-        notes=(_JETSON_GPU_NOTE,)),
+        **_JETSON_ORIN),
     DeviceProfile(
         name="x86-host", description="x86-64 workstation or server (Intel/AMD)",
         arch="x86_64", runtime="onnxruntime", precision="fp32", threads=4,

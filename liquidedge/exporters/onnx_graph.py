@@ -119,10 +119,15 @@ def _hoisted(b: _Builder, g: PerceptionGraph, steps: int, shifted: bool,
     return out
 
 
-def _step_fused(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str) -> str:
+def _gate_times_d(b: _Builder, w_rec: str, u: str, xp: str, d: str) -> str:
+    """d * sigmoid(u @ w_rec + xp): the synaptic gate both one-step solvers scale by."""
     z = b.linear(u, w_rec, xp, b.name(RECURRENT))
     f = b.op("Sigmoid", [z], "f")
-    gd = b.op("Mul", [f, d], "fd")
+    return b.op("Mul", [f, d], "fd")
+
+
+def _step_fused(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str) -> str:
+    gd = _gate_times_d(b, w_rec, u, xp, d)
     den = b.op("Add", [c, gd], "den")
     num = b.op("Add", [u, k], "num")
     return b.op("Div", [num, den], "u")
@@ -130,9 +135,7 @@ def _step_fused(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str
 
 def _step_euler(b: _Builder, w_rec: str, u: str, xp: str, d: str, c: str, k: str) -> str:
     # s' = s * (c - d f) + k  with c = 1 - d/tau, k = -(a/c) d/tau  (s = (h - a) / c)
-    z = b.linear(u, w_rec, xp, b.name(RECURRENT))
-    f = b.op("Sigmoid", [z], "f")
-    gd = b.op("Mul", [f, d], "fd")
+    gd = _gate_times_d(b, w_rec, u, xp, d)
     coef = b.op("Sub", [c, gd], "coef")
     uc = b.op("Mul", [u, coef], "uc")
     return b.op("Add", [uc, k], "u")
