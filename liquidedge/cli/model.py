@@ -62,7 +62,6 @@ def train_cmd(
     """Train on DATA, calibrate the surprise threshold on the validation part, write MODEL_DIR."""
     from rich.console import Console
 
-    from liquidedge.data import Bars, spec_for_bars
     from liquidedge.ir import save_model
     from liquidedge.model.train import TrainConfig, train_model
 
@@ -72,10 +71,7 @@ def train_cmd(
             cfg.seed = seed
         if quiet:
             cfg.progress = False
-        loaded = load_data(data, columns, bars, bar_size)
-        if cfg.data_spec is None and isinstance(loaded, Bars):
-            cfg.data_spec = spec_for_bars(loaded)
-        model, report = train_model(loaded, cfg)
+        model, report = train_model(load_data(data, columns, bars, bar_size), cfg)
         save_model(model, output)
     except LiquidEdgeError as exc:
         _fail(exc)

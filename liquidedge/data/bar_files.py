@@ -117,7 +117,7 @@ def load_bar_file(path: str | Path, columns: BarColumnMap | str = "default", *, 
     rows = np.arange(1, len(c))
     return Bars(start_ns=time_ns[:-1], end_ns=time_ns[1:], dt_s=dt_s, open=o[1:], high=h[1:], low=lo[1:],
                 close=c[1:], volume=v[1:], count=np.round(count[1:]).astype(np.int64), vwap=vwap[1:],
-                first_event=rows, last_event=rows, kind=kind, threshold=float(threshold), min_dt_s=min_dt_s,
+                first_event=rows, last_event=rows, kind=kind, threshold=threshold, min_dt_s=min_dt_s,
                 n_floored=int(np.count_nonzero(dt_s <= min_dt_s)), partial_last=False, tz=tz)
 
 

@@ -46,7 +46,7 @@ class TrainConfig:
 
     # task and data
     task: str = "market"
-    data_spec: dict[str, Any] | None = None      # liquidedge.data.DataSpec fields (None: defaults)
+    data_spec: dict[str, Any] | None = None      # DataSpec fields (None: defaults; for Bars, spec_for_bars)
     split: tuple[float, ...] = (0.6, 0.2, 0.2)    # train / validation / test, in time order
     # perception
     hidden: int = 32
@@ -160,13 +160,15 @@ class TrainReport:
 # ----------------------------------------------------------------------------- data preparation
 
 def _dataset_of(data, config: TrainConfig):
-    from liquidedge.data import Bars, DataSpec, Dataset, build_dataset
+    from liquidedge.data import Bars, DataSpec, Dataset, build_dataset, spec_for_bars
     from liquidedge.data.ticks import Events
 
     if isinstance(data, Dataset) or hasattr(data, "x") and hasattr(data, "dt_s"):
         return data
-    if isinstance(data, (Events, Bars)):
+    if isinstance(data, Events):
         return build_dataset(data, DataSpec.from_dict(config.data_spec or {}))
+    if isinstance(data, Bars):   # no spec given: the bar sample's windows, for these bars
+        return build_dataset(data, DataSpec.from_dict(config.data_spec or spec_for_bars(data)))
     raise ConfigError(f"train_model: expected liquidedge.data Events, Bars or a Dataset, got {type(data).__name__}")
 
 
